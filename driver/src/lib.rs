@@ -1,0 +1,1 @@
+//! synack-driver: moves frames between the network and the sans-IO `synack` engine.

@@ -1,0 +1,11 @@
+//! synack: a sans-IO TCP/IPv4 stack built for connection rate.
+//!
+//! The crate is split the way smoltcp and quinn-proto are:
+//! - [`wire`]: zero-copy views over frames and plain `Repr` structs with parse/emit. Wire code knows nothing of
+//!   connections.
+//! - [`io`]: the one trait through which the sans-IO core hands frames to whatever transmits them.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod io;
+pub mod wire;
