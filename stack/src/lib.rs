@@ -8,4 +8,5 @@
 #![warn(missing_docs)]
 
 pub mod io;
+pub mod time;
 pub mod wire;
