@@ -91,3 +91,16 @@ impl From<IpProtocol> for u8 {
         }
     }
 }
+
+/// Whether `parse` verifies checksums.
+///
+/// `Verify` is the default and what the engine uses for frames from the wire; `Trust` is for frames whose checksum
+/// a NIC has already checked (or that the stack built itself), so they are not summed twice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ChecksumPolicy {
+    /// Verify every checksum; a mismatch is `Error::Checksum`.
+    #[default]
+    Verify,
+    /// Skip verification.
+    Trust,
+}
