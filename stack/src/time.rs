@@ -98,6 +98,9 @@ mod tests {
         assert_eq!((t + Duration::from_millis(2)).as_micros(), 7000);
         assert_eq!(t - Instant::from_millis(9), Duration::ZERO);
         assert_eq!((t - Duration::from_secs(1)), Instant::ZERO);
-        assert_eq!(Instant::from_micros(u64::MAX) + Duration::from_secs(1), Instant::from_micros(u64::MAX));
+        assert_eq!(
+            Instant::from_micros(u64::MAX) + Duration::from_secs(1),
+            Instant::from_micros(u64::MAX)
+        );
     }
 }

@@ -117,7 +117,9 @@ mod tests {
     #[test]
     fn seqnum_equal_is_not_less() {
         let a = SeqNum(7);
-        assert!(a <= a && a >= a);
-        assert!(!(a < a));
+        let b = SeqNum(7);
+        assert!(a <= b && a >= b);
+        assert!(!(a < b));
+        assert_eq!(a.partial_cmp(&b), Some(Ordering::Equal));
     }
 }
