@@ -1,0 +1,78 @@
+//! The flow table: 4-tuple to connection slot or TIME-WAIT record.
+//!
+//! The keys are chosen by whoever sends packets, so the table hashes with a secret key (SipHash-1-3 via
+//! [`FlowHasher`]). Its capacity is fixed at start: hashbrown is built for twice the most entries it may hold,
+//! so the in-place rehash that clears tombstones always suffices and no insert ever reallocates; an insert
+//! beyond the limit is refused and counted by the caller.
+
+use core::net::Ipv4Addr;
+
+use hashbrown::HashMap;
+
+use crate::isn::FlowHasher;
+use crate::wire::Port;
+
+/// A connection's 4-tuple, from this host's point of view.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct FlowKey {
+    /// Our address.
+    pub local_addr: Ipv4Addr,
+    /// The peer's address.
+    pub remote_addr: Ipv4Addr,
+    /// Our port.
+    pub local_port: Port,
+    /// The peer's port.
+    pub remote_port: Port,
+}
+
+/// What a 4-tuple maps to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum FlowSlot {
+    /// A connection control block, by slab index.
+    Conn(u32),
+    /// A compact TIME-WAIT record, by index.
+    TimeWait(u32),
+}
+
+/// The table is full.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct TableFull;
+
+pub(crate) struct FlowTable {
+    map: HashMap<FlowKey, FlowSlot, FlowHasher>,
+    limit: usize,
+}
+
+impl FlowTable {
+    pub(crate) fn new(limit: usize, hasher: FlowHasher) -> FlowTable {
+        FlowTable { map: HashMap::with_capacity_and_hasher(limit.saturating_mul(2).max(4), hasher), limit }
+    }
+
+    #[inline]
+    pub(crate) fn get(&self, key: &FlowKey) -> Option<FlowSlot> {
+        self.map.get(key).copied()
+    }
+
+    /// Inserts or replaces; refuses a new key when the table holds `limit` entries.
+    #[inline]
+    pub(crate) fn insert(&mut self, key: FlowKey, slot: FlowSlot) -> Result<(), TableFull> {
+        if let Some(existing) = self.map.get_mut(&key) {
+            *existing = slot;
+            return Ok(());
+        }
+        if self.map.len() >= self.limit {
+            return Err(TableFull);
+        }
+        self.map.insert(key, slot);
+        Ok(())
+    }
+
+    #[inline]
+    pub(crate) fn remove(&mut self, key: &FlowKey) -> Option<FlowSlot> {
+        self.map.remove(key)
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.map.len()
+    }
+}

@@ -1,0 +1,806 @@
+//! The engine: one per core, owning everything it touches (listeners, flow table, connection slab, buffer pool,
+//! timer wheel, ARP cache, counters). It is sans-IO, in the style of quinn-proto:
+//!
+//! - inputs: [`Engine::handle_frame`] for each received frame, [`Engine::handle_timeouts`] when
+//!   [`Engine::poll_timeout`] is due, and the application's calls (`listen`, `connect`, `send`, `recv`,
+//!   `shutdown`, `close`, `abort`);
+//! - outputs: frames written into the caller's [`TxSink`], and [`Event`]s from [`Engine::poll_event`].
+//!
+//! A poll loop runs, per batch: `handle_frame` for each frame; drain `poll_event` and let the application react;
+//! `handle_timeouts(now)`; then one `poll_transmit(now)`, which sends everything the batch made due. Segments
+//! for one connection are therefore aggregated (RFC 9293 MUST-58, MUST-59): a request that arrives, is read and
+//! answered in the same batch leaves as one segment carrying the ACK and the response.
+
+mod config;
+mod counters;
+mod event;
+mod flow;
+mod input;
+mod net;
+mod output;
+mod rtt;
+mod tcb;
+mod time_wait;
+
+use alloc_free::SlotList;
+use core::net::{Ipv4Addr, SocketAddrV4};
+use std::collections::VecDeque;
+
+pub use config::{ConfigError, EngineConfig, KeepaliveConfig};
+pub use counters::Counters;
+pub use event::{CloseReason, ConnHandle, Error, Event, EventKind, ListenerHandle};
+pub use flow::FlowKey;
+pub use tcb::State;
+
+use crate::assembler::Assembler;
+use crate::buffer::{BufferPool, RingBuffer};
+use crate::io::TxSink;
+use crate::isn::{FlowHasher, IsnGenerator, Secret};
+use crate::time::Instant;
+use crate::timer::{TimerId, TimerWheel};
+use crate::wire::ethernet::MacAddr;
+use crate::wire::{Port, SeqNum};
+use flow::{FlowSlot, FlowTable};
+use rtt::RttEstimator;
+use tcb::{Congestion, Flags, Tcb};
+use time_wait::TimeWaitTable;
+
+mod alloc_free {
+    /// A stack of free slot indices with a fixed capacity: popping and pushing never allocate.
+    pub(crate) struct SlotList {
+        free: Vec<u32>,
+    }
+
+    impl SlotList {
+        pub(crate) fn with_capacity(capacity: usize) -> SlotList {
+            SlotList { free: Vec::with_capacity(capacity) }
+        }
+        pub(crate) fn pop(&mut self) -> Option<u32> {
+            self.free.pop()
+        }
+        pub(crate) fn push(&mut self, index: u32) {
+            debug_assert!(self.free.len() < self.free.capacity());
+            self.free.push(index);
+        }
+    }
+}
+
+/// A listening port (RFC 9293 LISTEN state), kept apart from connections.
+#[derive(Debug, Clone, Copy)]
+struct Listener {
+    port: Port,
+    /// Most connections in SYN-RECEIVED at once for this listener.
+    backlog: u32,
+    half_open: u32,
+    active: bool,
+}
+
+/// A RST to send that is not tied to a live control block.
+#[derive(Debug, Clone, Copy)]
+struct PendingRst {
+    key: FlowKey,
+    remote_mac: MacAddr,
+    seq: SeqNum,
+    ack: Option<SeqNum>,
+}
+
+/// RFC 5961 §7: a global budget of challenge ACKs per second.
+#[derive(Debug, Clone, Copy)]
+struct ChallengeLimiter {
+    second: u64,
+    sent: u32,
+}
+
+/// The TCP/IPv4 engine of one core. See the module documentation for the poll loop.
+pub struct Engine {
+    config: EngineConfig,
+    conns: Vec<Tcb>,
+    free_conns: SlotList,
+    flows: FlowTable,
+    time_wait: TimeWaitTable,
+    listeners: Vec<Listener>,
+    wheel: TimerWheel,
+    pool: BufferPool,
+    isn: IsnGenerator,
+    events: VecDeque<Event>,
+    event_capacity: usize,
+    dirty: Vec<u32>,
+    pending_rsts: Vec<PendingRst>,
+    /// ARP requests to send with the next `poll_transmit`: (our address, the neighbour's).
+    pending_arps: Vec<(Ipv4Addr, Ipv4Addr)>,
+    expired: Vec<TimerId>,
+    neighbors: net::NeighborCache,
+    counters: Counters,
+    challenge: ChallengeLimiter,
+    next_port: u16,
+    ip_ident: u16,
+    rcv_shift: u8,
+}
+
+/// Why the engine could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// The configuration is invalid.
+    #[error("invalid configuration: {0}")]
+    Config(#[from] ConfigError),
+    /// The OS random source failed (needed for RFC 6528 ISNs and the flow-table hash key).
+    #[error("no OS randomness: {0}")]
+    Random(#[from] crate::isn::SecretError),
+}
+
+impl Engine {
+    /// Builds an engine with secrets from the OS random source.
+    pub fn new(config: EngineConfig, now: Instant) -> Result<Engine, BuildError> {
+        let isn_secret = Secret::random()?;
+        let hash_secret = Secret::random()?;
+        Engine::with_secrets(config, now, isn_secret, hash_secret)
+    }
+
+    /// Builds an engine with the given secrets: for the simulator and tests, which must replay exactly.
+    pub fn with_secrets(
+        config: EngineConfig,
+        now: Instant,
+        isn_secret: Secret,
+        hash_secret: Secret,
+    ) -> Result<Engine, BuildError> {
+        config.validate()?;
+        let max_conns = config.max_connections;
+        let timers = max_conns + config.max_time_wait;
+        let event_capacity =
+            if config.event_capacity == 0 { max_conns.saturating_mul(4).saturating_add(64) } else { config.event_capacity };
+        let mut free_conns = SlotList::with_capacity(max_conns);
+        for index in (0..max_conns as u32).rev() {
+            free_conns.push(index);
+        }
+        let pool = BufferPool::new(config.buffer_count, config.buffer_size);
+        let mut conns = Vec::with_capacity(max_conns);
+        for _ in 0..max_conns {
+            conns.push(Tcb::empty(&pool, &config));
+        }
+        // Our window scale: the smallest shift that lets the whole buffer be offered (RFC 7323 §2.3).
+        let mut rcv_shift = 0u8;
+        while (config.buffer_size >> rcv_shift) > usize::from(u16::MAX) && rcv_shift < 14 {
+            rcv_shift += 1;
+        }
+        Ok(Engine {
+            flows: FlowTable::new(timers, FlowHasher::new(hash_secret.clone())),
+            time_wait: TimeWaitTable::new(config.max_time_wait),
+            listeners: Vec::with_capacity(config.max_listeners),
+            wheel: TimerWheel::new(timers, config.timer, now),
+            isn: IsnGenerator::new(isn_secret),
+            events: VecDeque::with_capacity(event_capacity),
+            event_capacity,
+            dirty: Vec::with_capacity(max_conns),
+            pending_rsts: Vec::with_capacity(max_conns.min(65536)),
+            pending_arps: Vec::with_capacity(max_conns.min(4096)),
+            expired: Vec::with_capacity(timers),
+            neighbors: net::NeighborCache::new(1024, FlowHasher::new(hash_secret)),
+            counters: Counters::default(),
+            challenge: ChallengeLimiter { second: 0, sent: 0 },
+            next_port: config.ephemeral_ports.0,
+            ip_ident: 0,
+            rcv_shift: if config.window_scaling { rcv_shift } else { 0 },
+            conns,
+            free_conns,
+            pool,
+            config,
+        })
+    }
+
+    /// The configuration the engine runs with.
+    pub fn config(&self) -> &EngineConfig {
+        &self.config
+    }
+
+    /// The counters.
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    /// Connections held (every state but TIME-WAIT, including CLOSED ones not yet released by the application).
+    pub fn connection_count(&self) -> usize {
+        self.flows.len() - self.time_wait.len()
+    }
+
+    /// TIME-WAIT records held.
+    pub fn time_wait_count(&self) -> usize {
+        self.time_wait.len()
+    }
+
+    /// Timers pending in the wheel.
+    pub fn timer_count(&self) -> usize {
+        self.wheel.len()
+    }
+
+    /// Buffers free in the pool.
+    pub fn free_buffers(&self) -> usize {
+        self.pool.available()
+    }
+
+    /// Adds a static neighbour entry (an address whose MAC needs no ARP).
+    pub fn add_neighbor(&mut self, addr: Ipv4Addr, mac: MacAddr) {
+        self.neighbors.insert(addr, mac);
+    }
+
+    /// The next time [`Engine::handle_timeouts`] has work, if any (never later than the earliest deadline).
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.wheel.next_deadline()
+    }
+
+    /// The next application event.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    fn push_event(&mut self, index: u32, kind: EventKind) {
+        let generation = self.conns[index as usize].generation;
+        push_event(&mut self.events, self.event_capacity, &mut self.counters, index, generation, kind);
+    }
+
+    // ----- application calls -------------------------------------------------------------------------------
+
+    /// Listens on `port` on every address of the engine (RFC 9293 §3.10.1 passive OPEN). `backlog` bounds the
+    /// connections in SYN-RECEIVED at once; SYNs beyond are dropped and counted (`drop_backlog_full`).
+    pub fn listen(&mut self, port: Port, backlog: u32) -> Result<ListenerHandle, Error> {
+        if self.listeners.iter().any(|l| l.active && l.port == port) {
+            return Err(Error::PortInUse);
+        }
+        let listener = Listener { port, backlog: backlog.max(1), half_open: 0, active: true };
+        let index = match self.listeners.iter().position(|l| !l.active && l.half_open == 0) {
+            Some(i) => {
+                self.listeners[i] = listener;
+                i
+            }
+            None if self.listeners.len() < self.config.max_listeners => {
+                self.listeners.push(listener);
+                self.listeners.len() - 1
+            }
+            None => return Err(Error::ListenerTableFull),
+        };
+        Ok(ListenerHandle { index: index as u32, port })
+    }
+
+    /// Stops listening. Connections already accepted or half-open go on.
+    pub fn unlisten(&mut self, listener: ListenerHandle) {
+        if let Some(l) = self.listeners.get_mut(listener.index as usize) {
+            if l.port == listener.port {
+                l.active = false;
+            }
+        }
+    }
+
+    /// Opens a connection (RFC 9293 §3.10.1 active OPEN). A local port of 0 picks a free ephemeral port; a
+    /// 4-tuple in TIME-WAIT is reused only as RFC 6191 allows (timestamps in use on it).
+    pub fn connect(&mut self, now: Instant, local: SocketAddrV4, remote: SocketAddrV4) -> Result<ConnHandle, Error> {
+        let local_addr = *local.ip();
+        if !self.config.addresses.contains(&local_addr) {
+            return Err(Error::NotLocalAddress);
+        }
+        let remote_addr = *remote.ip();
+        if remote.port() == 0
+            || remote_addr.is_broadcast()
+            || remote_addr.is_unspecified()
+            || remote_addr.is_multicast()
+            || self.config.addresses.contains(&remote_addr)
+        {
+            return Err(Error::InvalidRemote);
+        }
+        let mut key =
+            FlowKey { local_addr, remote_addr, local_port: Port(local.port()), remote_port: Port(remote.port()) };
+        if local.port() == 0 {
+            key.local_port = self.pick_port(now, key)?;
+        } else {
+            match self.flows.get(&key) {
+                None => {}
+                Some(FlowSlot::TimeWait(tw)) if self.time_wait_reusable(now, tw) => self.drop_time_wait(tw, true),
+                Some(_) => return Err(Error::PortInUse),
+            }
+        }
+        let Some(index) = self.free_conns.pop() else {
+            self.counters.drop_table_full += 1;
+            return Err(Error::TableFull);
+        };
+        if self.flows.insert(key, FlowSlot::Conn(index)).is_err() {
+            self.free_conns.push(index);
+            self.counters.drop_table_full += 1;
+            return Err(Error::TableFull);
+        }
+        let iss = self.isn.isn((key.local_addr, key.local_port), (key.remote_addr, key.remote_port), now);
+        let ts_offset = self.ts_offset(&key);
+        let config = &self.config;
+        let tcb = &mut self.conns[index as usize];
+        tcb.open(key, iss, config, self.rcv_shift, ts_offset);
+        tcb.transition(State::SynSent);
+        match self.neighbors.get(remote_addr) {
+            Some(mac) => tcb.remote_mac = mac,
+            None => {
+                tcb.flags.insert(Flags::AWAIT_ARP);
+                tcb.arp_at = Some(now + self.config.arp_retry_interval);
+                if self.pending_arps.len() < self.pending_arps.capacity() {
+                    self.pending_arps.push((local_addr, remote_addr));
+                }
+            }
+        }
+        self.counters.active_opens += 1;
+        self.mark_dirty(index);
+        Ok(ConnHandle { index, generation: self.conns[index as usize].generation })
+    }
+
+    /// Queues `data` for sending (RFC 9293 §3.10.2); returns how much was taken, which may be less than asked
+    /// when the send buffer fills (a `Writable` event follows when space frees).
+    pub fn send(&mut self, conn: ConnHandle, data: &[u8]) -> Result<usize, Error> {
+        let index = self.check(conn)?;
+        let tcb = &mut self.conns[index as usize];
+        let open = matches!(tcb.state, State::SynSent | State::SynReceived) || tcb.state.can_send();
+        if !open || tcb.flags.contains(Flags::FIN_QUEUED) {
+            return Err(Error::NotWritable);
+        }
+        if data.is_empty() {
+            return Ok(0);
+        }
+        let taken = tcb.tx.enqueue_slice(&mut self.pool, data);
+        if taken < data.len() {
+            tcb.flags.insert(Flags::WANT_WRITABLE);
+        }
+        if taken == 0 {
+            return Err(if tcb.tx.has_chunk() { Error::WouldBlock } else { Error::NoBuffer });
+        }
+        self.mark_dirty(index);
+        Ok(taken)
+    }
+
+    /// Reads received data (RFC 9293 §3.10.3). `Ok(0)` means the peer closed and everything was read;
+    /// `Err(WouldBlock)` means nothing is buffered yet.
+    pub fn recv(&mut self, conn: ConnHandle, buf: &mut [u8]) -> Result<usize, Error> {
+        let index = self.check(conn)?;
+        let tcb = &mut self.conns[index as usize];
+        tcb.flags.remove(Flags::READABLE_SENT);
+        let before = tcb.rcv_window();
+        let n = tcb.rx.dequeue_slice(&mut self.pool, buf);
+        if n == 0 {
+            let eof = tcb.flags.contains(Flags::PEER_FIN) || tcb.state == State::Closed;
+            return if eof || buf.is_empty() { Ok(0) } else { Err(Error::WouldBlock) };
+        }
+        // Receiver-side silly window avoidance (RFC 9293 §3.8.6.2.2): announce a reopened window only once it
+        // has grown by min(buffer/2, MSS).
+        let after = tcb.rcv_window();
+        let advertised = tcb.rcv_adv.since(tcb.rcv_nxt);
+        let threshold = (tcb.rx.capacity() as u32 / 2).min(u32::from(self.config.mss));
+        if tcb.state.can_receive() && after.saturating_sub(advertised) >= threshold && after > before {
+            tcb.flags.insert(Flags::WINDOW_UPDATE);
+            self.mark_dirty(index);
+        }
+        Ok(n)
+    }
+
+    /// Bytes waiting to be read.
+    pub fn recv_queue(&self, conn: ConnHandle) -> Result<usize, Error> {
+        let index = self.check(conn)?;
+        Ok(self.conns[index as usize].rx.len())
+    }
+
+    /// Bytes queued and not yet acknowledged.
+    pub fn send_queue(&self, conn: ConnHandle) -> Result<usize, Error> {
+        let index = self.check(conn)?;
+        Ok(self.conns[index as usize].tx.len())
+    }
+
+    /// Closes the write side (RFC 9293 §3.10.4 CLOSE): a FIN follows the queued data. Reading goes on.
+    pub fn shutdown(&mut self, conn: ConnHandle) -> Result<(), Error> {
+        let index = self.check(conn)?;
+        let tcb = &mut self.conns[index as usize];
+        match tcb.state {
+            State::SynSent | State::SynReceived | State::Established | State::CloseWait => {
+                tcb.flags.insert(Flags::FIN_QUEUED);
+                self.mark_dirty(index);
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// Releases the handle: the write side is shut down and the engine finishes the close on its own
+    /// (FIN, TIME-WAIT). Unread data, or data arriving afterwards, resets the connection, as RFC 9293 SHLD-3
+    /// and Linux do. The handle is stale afterwards.
+    pub fn close(&mut self, conn: ConnHandle) -> Result<(), Error> {
+        let index = self.check(conn)?;
+        let tcb = &mut self.conns[index as usize];
+        tcb.flags.insert(Flags::APP_CLOSED);
+        match tcb.state {
+            State::Closed => self.free_conn(index),
+            // RFC 9293 §3.10.4: in SYN-SENT, delete the TCB.
+            State::SynSent => self.free_conn(index),
+            State::Established | State::CloseWait if !tcb.rx.is_empty() => {
+                self.reset_conn(index, CloseReason::Aborted);
+            }
+            _ => {
+                tcb.flags.insert(Flags::FIN_QUEUED);
+                self.mark_dirty(index);
+            }
+        }
+        Ok(())
+    }
+
+    /// Aborts (RFC 9293 §3.10.5 ABORT): a RST goes out with the next `poll_transmit` in synchronized states and
+    /// the handle is released at once.
+    pub fn abort(&mut self, conn: ConnHandle) -> Result<(), Error> {
+        let index = self.check(conn)?;
+        self.conns[index as usize].flags.insert(Flags::APP_CLOSED);
+        self.counters.aborted_by_app += 1;
+        self.reset_conn(index, CloseReason::Aborted);
+        Ok(())
+    }
+
+    /// Turns Nagle's algorithm off (`true`) or on for one connection (RFC 9293 MUST-17).
+    pub fn set_nodelay(&mut self, conn: ConnHandle, nodelay: bool) -> Result<(), Error> {
+        let index = self.check(conn)?;
+        let flags = &mut self.conns[index as usize].flags;
+        if nodelay { flags.insert(Flags::NO_DELAY) } else { flags.remove(Flags::NO_DELAY) }
+        Ok(())
+    }
+
+    /// The connection's state.
+    pub fn state(&self, conn: ConnHandle) -> Result<State, Error> {
+        Ok(self.conns[self.check(conn)? as usize].state)
+    }
+
+    /// The connection's 4-tuple.
+    pub fn flow(&self, conn: ConnHandle) -> Result<FlowKey, Error> {
+        Ok(self.conns[self.check(conn)? as usize].key)
+    }
+
+    fn check(&self, conn: ConnHandle) -> Result<u32, Error> {
+        match self.conns.get(conn.index as usize) {
+            Some(tcb)
+                if tcb.generation == conn.generation
+                    && !tcb.flags.contains(Flags::APP_CLOSED)
+                    && tcb.state != State::Listen =>
+            {
+                Ok(conn.index)
+            }
+            _ => Err(Error::InvalidHandle),
+        }
+    }
+
+    // ----- slab, dirty list, timers --------------------------------------------------------------------------
+
+    fn mark_dirty(&mut self, index: u32) {
+        let flags = &mut self.conns[index as usize].flags;
+        if !flags.contains(Flags::DIRTY) {
+            flags.insert(Flags::DIRTY);
+            self.dirty.push(index);
+        }
+    }
+
+    /// Puts the connection's earliest deadline in the wheel (or takes it out).
+    fn rearm(&mut self, index: u32) {
+        match self.conns[index as usize].next_deadline() {
+            Some(at) => self.wheel.schedule(TimerId(index), at),
+            None => self.wheel.cancel(TimerId(index)),
+        }
+    }
+
+    /// Returns a slot to the free list: buffers back to the pool, flow entry and timer removed, generation bumped
+    /// so old handles go stale.
+    fn free_conn(&mut self, index: u32) {
+        let tcb = &mut self.conns[index as usize];
+        if tcb.state == State::Listen {
+            return; // already free
+        }
+        if let Some(l) = tcb.listener.take() {
+            if let Some(listener) = self.listeners.get_mut(l as usize) {
+                listener.half_open = listener.half_open.saturating_sub(1);
+            }
+        }
+        tcb.tx.release(&mut self.pool);
+        tcb.rx.release(&mut self.pool);
+        if self.flows.get(&tcb.key) == Some(FlowSlot::Conn(index)) {
+            self.flows.remove(&tcb.key);
+        }
+        tcb.state = State::Listen; // "free" marker: no control block is ever in LISTEN
+        tcb.generation = tcb.generation.wrapping_add(1);
+        tcb.flags = Flags::default();
+        tcb.clear_timers();
+        self.wheel.cancel(TimerId(index));
+        self.free_conns.push(index);
+    }
+
+    /// Ends the protocol side of a connection with `reason`, telling the application; the slot is freed now if
+    /// the application has released it, else when it calls `close`.
+    fn finish_conn(&mut self, index: u32, reason: CloseReason) {
+        let tcb = &mut self.conns[index as usize];
+        let was_passive_half_open = tcb.state == State::SynReceived && tcb.flags.contains(Flags::PASSIVE);
+        match reason {
+            CloseReason::Normal => self.counters.closed_normal += 1,
+            CloseReason::Reset | CloseReason::Refused | CloseReason::DataAfterClose => self.counters.closed_reset += 1,
+            _ => {}
+        }
+        tcb.state = State::Closed;
+        tcb.clear_timers();
+        if let Some(l) = tcb.listener.take() {
+            if let Some(listener) = self.listeners.get_mut(l as usize) {
+                listener.half_open = listener.half_open.saturating_sub(1);
+            }
+        }
+        let app_closed = tcb.flags.contains(Flags::APP_CLOSED);
+        // The flow entry goes now so a new connection can use the 4-tuple; the slot may stay for leftover reads.
+        if self.flows.get(&tcb.key) == Some(FlowSlot::Conn(index)) {
+            self.flows.remove(&tcb.key);
+        }
+        self.wheel.cancel(TimerId(index));
+        // A passive connection the application never saw goes back to LISTEN silently (RFC 9293 §3.10.7.4).
+        if !was_passive_half_open {
+            self.push_event(index, EventKind::Closed { reason });
+        }
+        if app_closed || was_passive_half_open {
+            self.free_conn(index);
+        } else {
+            // Send buffer is useless now; keep the receive buffer for leftover reads.
+            let tcb = &mut self.conns[index as usize];
+            tcb.tx.release(&mut self.pool);
+        }
+    }
+
+    /// Resets a connection: a RST goes out (in states where the peer knows of it) and the connection ends.
+    fn reset_conn(&mut self, index: u32, reason: CloseReason) {
+        let tcb = &self.conns[index as usize];
+        if tcb.state.is_synchronized() || tcb.state == State::SynReceived {
+            let rst = PendingRst { key: tcb.key, remote_mac: tcb.remote_mac, seq: tcb.snd_nxt, ack: Some(tcb.rcv_nxt) };
+            if self.pending_rsts.len() < self.pending_rsts.capacity() {
+                self.pending_rsts.push(rst);
+            }
+        }
+        self.finish_conn(index, reason);
+    }
+
+    /// Moves a connection whose FINs are both acknowledged into a compact TIME-WAIT record (RFC 9293 §3.10.7.4,
+    /// MUST-13), releasing its control block.
+    fn enter_time_wait(&mut self, now: Instant, index: u32) {
+        self.counters.time_wait_entered += 1;
+        let tcb = &self.conns[index as usize];
+        let record = time_wait::TimeWait {
+            key: tcb.key,
+            snd_nxt: tcb.snd_nxt,
+            rcv_nxt: tcb.rcv_nxt,
+            ts_recent: tcb.ts.map(|t| t.recent),
+            ts_offset: tcb.ts.map_or(0, |t| t.offset),
+            window: output::window_field(tcb),
+            remote_mac: tcb.remote_mac,
+        };
+        let key = tcb.key;
+        // finish_conn removes the flow entry; the record takes its place below.
+        self.finish_conn(index, CloseReason::Normal);
+        if self.config.msl.is_zero() {
+            self.counters.time_wait_skipped += 1;
+            return;
+        }
+        let Some(tw) = self.time_wait.insert(record) else {
+            self.counters.time_wait_overflow += 1;
+            return;
+        };
+        if self.flows.insert(key, FlowSlot::TimeWait(tw)).is_err() {
+            self.time_wait.remove(tw);
+            self.counters.time_wait_overflow += 1;
+            return;
+        }
+        self.wheel.schedule(self.time_wait_timer(tw), now + self.config.msl * 2);
+    }
+
+    fn time_wait_timer(&self, tw: u32) -> TimerId {
+        TimerId(self.config.max_connections as u32 + tw)
+    }
+
+    /// Removes a TIME-WAIT record (expired, or replaced by a new connection).
+    fn drop_time_wait(&mut self, tw: u32, reused: bool) {
+        if let Some(record) = self.time_wait.get(tw) {
+            let key = record.key;
+            if self.flows.get(&key) == Some(FlowSlot::TimeWait(tw)) {
+                self.flows.remove(&key);
+            }
+        }
+        self.wheel.cancel(self.time_wait_timer(tw));
+        self.time_wait.remove(tw);
+        if reused {
+            self.counters.time_wait_reused += 1;
+        } else {
+            self.counters.time_wait_expired += 1;
+        }
+    }
+
+    /// Whether our own TIME-WAIT record may give its 4-tuple to a new active open: timestamps were in use, so
+    /// the peer can tell our new SYN from old duplicates (RFC 6191 §2), and a millisecond has passed so our
+    /// TSval has moved on.
+    fn time_wait_reusable(&self, now: Instant, tw: u32) -> bool {
+        if !self.config.time_wait_reuse {
+            return false;
+        }
+        let Some(record) = self.time_wait.get(tw) else { return false };
+        if record.ts_recent.is_none() {
+            return false;
+        }
+        match self.wheel.deadline(self.time_wait_timer(tw)) {
+            Some(expiry) => {
+                let entered = expiry - self.config.msl * 2;
+                now.saturating_since(entered) >= core::time::Duration::from_millis(1)
+            }
+            None => true,
+        }
+    }
+
+    /// Picks a local port for `key` from the ephemeral range: the first one whose 4-tuple is free or in a
+    /// reusable TIME-WAIT.
+    fn pick_port(&mut self, now: Instant, key: FlowKey) -> Result<Port, Error> {
+        let (lo, hi) = self.config.ephemeral_ports;
+        let span = u32::from(hi - lo) + 1;
+        for _ in 0..span {
+            let port = self.next_port;
+            self.next_port = if port >= hi { lo } else { port + 1 };
+            let candidate = FlowKey { local_port: Port(port), ..key };
+            match self.flows.get(&candidate) {
+                None => return Ok(Port(port)),
+                Some(FlowSlot::TimeWait(tw)) if self.time_wait_reusable(now, tw) => {
+                    self.drop_time_wait(tw, true);
+                    return Ok(Port(port));
+                }
+                Some(_) => {}
+            }
+        }
+        Err(Error::NoFreePort)
+    }
+
+    /// A per-address-pair offset for our TSvals (RFC 7323 §7.1), stable across connections of the same pair so
+    /// TSvals keep increasing from one connection to the next (which RFC 6191 reuse relies on).
+    fn ts_offset(&self, key: &FlowKey) -> u32 {
+        self.isn.isn((key.local_addr, Port(0)), (key.remote_addr, Port(0)), Instant::ZERO).0
+    }
+
+    /// Runs the timers due at `now`: retransmissions, delayed ACKs, persist and keep-alive probes, ARP retries,
+    /// TIME-WAIT expiry. Output goes out with the next `poll_transmit`.
+    pub fn handle_timeouts(&mut self, now: Instant) {
+        let mut expired = core::mem::take(&mut self.expired);
+        self.wheel.advance(now, |id| expired.push(id));
+        let max_conns = self.config.max_connections as u32;
+        for id in expired.drain(..) {
+            if id.0 >= max_conns {
+                self.drop_time_wait(id.0 - max_conns, false);
+            } else {
+                self.on_conn_timer(now, id.0);
+            }
+        }
+        self.expired = expired;
+    }
+
+    /// Sends everything due: for each connection touched since the last call, its ACKs, data, FIN or SYN; then
+    /// RSTs for aborted connections.
+    pub fn poll_transmit<S: TxSink>(&mut self, now: Instant, tx: &mut S) {
+        let mut i = 0;
+        while i < self.dirty.len() {
+            let index = self.dirty[i];
+            i += 1;
+            self.conns[index as usize].flags.remove(Flags::DIRTY);
+            if self.conns[index as usize].state == State::Listen {
+                continue; // freed since it was marked
+            }
+            self.transmit_conn(now, index, tx);
+            if self.conns[index as usize].state != State::Listen {
+                self.rearm(index);
+            }
+        }
+        self.dirty.clear();
+        for k in 0..self.pending_rsts.len() {
+            let rst = self.pending_rsts[k];
+            self.send_rst(tx, rst);
+        }
+        self.pending_rsts.clear();
+        for k in 0..self.pending_arps.len() {
+            let (local, remote) = self.pending_arps[k];
+            self.request_neighbor(now, local, remote, tx);
+        }
+        self.pending_arps.clear();
+    }
+}
+
+fn push_event(
+    events: &mut VecDeque<Event>,
+    capacity: usize,
+    counters: &mut Counters,
+    index: u32,
+    generation: u32,
+    kind: EventKind,
+) {
+    if events.len() >= capacity {
+        counters.events_dropped += 1;
+        return;
+    }
+    events.push_back(Event { conn: ConnHandle { index, generation }, kind });
+}
+
+impl Tcb {
+    /// A free slot's control block, with its (chunkless) buffers.
+    fn empty(pool: &BufferPool, config: &EngineConfig) -> Tcb {
+        let unspecified = Ipv4Addr::UNSPECIFIED;
+        Tcb {
+            state: State::Listen,
+            flags: Flags::default(),
+            generation: 0,
+            key: FlowKey { local_addr: unspecified, remote_addr: unspecified, local_port: Port(0), remote_port: Port(0) },
+            remote_mac: MacAddr::ZERO,
+            listener: None,
+            iss: SeqNum(0),
+            snd_una: SeqNum(0),
+            snd_nxt: SeqNum(0),
+            snd_max: SeqNum(0),
+            snd_wnd: 0,
+            snd_wl1: SeqNum(0),
+            snd_wl2: SeqNum(0),
+            max_snd_wnd: 0,
+            snd_fin: None,
+            snd_shift: 0,
+            rcv_shift: 0,
+            mss: 536,
+            irs: SeqNum(0),
+            rcv_nxt: SeqNum(0),
+            rcv_adv: SeqNum(0),
+            fin_pending: None,
+            ts: None,
+            sack_ok: false,
+            tx: RingBuffer::new(pool),
+            rx: RingBuffer::new(pool),
+            ooo: Assembler::new(),
+            rtt: RttEstimator::new(config.rto_initial),
+            rtt_probe: None,
+            retries: 0,
+            cc: Congestion { cwnd: 0, ssthresh: u32::MAX, dup_acks: 0, recover: None },
+            unacked_segments: 0,
+            rto_at: None,
+            delack_at: None,
+            persist_at: None,
+            keepalive_at: None,
+            arp_at: None,
+        }
+    }
+
+    /// Initializes a free slot for a new connection with ISS `iss` (state set by the caller).
+    fn open(&mut self, key: FlowKey, iss: SeqNum, config: &EngineConfig, rcv_shift: u8, ts_offset: u32) {
+        debug_assert!(self.tx.is_empty() && self.rx.is_empty());
+        self.state = State::Closed;
+        self.flags = if config.nagle { Flags::default() } else { Flags::NO_DELAY };
+        self.key = key;
+        self.remote_mac = MacAddr::ZERO;
+        self.listener = None;
+        self.iss = iss;
+        self.snd_una = iss;
+        self.snd_nxt = iss;
+        self.snd_max = iss;
+        self.snd_wnd = 0;
+        self.snd_wl1 = SeqNum(0);
+        self.snd_wl2 = SeqNum(0);
+        self.max_snd_wnd = 0;
+        self.snd_fin = None;
+        self.snd_shift = 0;
+        self.rcv_shift = rcv_shift;
+        // Until the peer's MSS option says otherwise, assume the IPv4 default (RFC 9293 MUST-15).
+        self.mss = 536;
+        self.irs = SeqNum(0);
+        self.rcv_nxt = SeqNum(0);
+        self.rcv_adv = SeqNum(0);
+        self.fin_pending = None;
+        self.ts = config.timestamps.then_some(tcb::Timestamps { recent: 0, offset: ts_offset });
+        self.sack_ok = config.sack;
+        self.ooo.clear();
+        self.rtt = RttEstimator::new(config.rto_initial);
+        self.rtt_probe = None;
+        self.retries = 0;
+        self.cc = Congestion { cwnd: 0, ssthresh: u32::MAX, dup_acks: 0, recover: None };
+        self.unacked_segments = 0;
+        self.clear_timers();
+    }
+
+    fn clear_timers(&mut self) {
+        self.rto_at = None;
+        self.delack_at = None;
+        self.persist_at = None;
+        self.keepalive_at = None;
+        self.arp_at = None;
+    }
+}

@@ -1,0 +1,326 @@
+//! The layers under TCP: Ethernet, ARP (answering for our addresses, resolving peers), IPv4 and ICMP echo.
+//! Everything here runs per frame, so every drop has its counter and nothing allocates.
+
+use core::net::Ipv4Addr;
+
+use hashbrown::HashMap;
+
+use super::{Engine, Flags, FlowKey, PendingRst};
+use crate::io::TxSink;
+use crate::isn::FlowHasher;
+use crate::time::Instant;
+use crate::wire::arp::{self, ArpOperation, ArpRepr};
+use crate::wire::ethernet::{EtherType, EthernetRepr, Frame, MacAddr};
+use crate::wire::icmpv4::{self, Icmpv4Repr};
+use crate::wire::ipv4::{self, Ipv4Repr};
+use crate::wire::tcp::{self, TcpRepr};
+use crate::wire::{ChecksumPolicy, Error as WireError, IpProtocol};
+
+/// Ethernet + IPv4 header bytes in front of every TCP segment or ICMP message synack sends.
+pub(crate) const L2_L3_LEN: usize = EthernetRepr::HEADER_LEN + ipv4::HEADER_LEN;
+
+/// IPv4 address to MAC address, learnt from ARP or added statically. Fixed capacity: when full, new entries are
+/// not learnt (the peer is asked again next time).
+pub(crate) struct NeighborCache {
+    map: HashMap<Ipv4Addr, MacAddr, FlowHasher>,
+    limit: usize,
+    /// Addresses asked for recently, with when: at most one request per address per retry interval.
+    asked: Vec<(Ipv4Addr, Instant)>,
+}
+
+impl NeighborCache {
+    pub(crate) fn new(limit: usize, hasher: FlowHasher) -> NeighborCache {
+        NeighborCache { map: HashMap::with_capacity_and_hasher(limit * 2, hasher), limit, asked: Vec::with_capacity(64) }
+    }
+
+    pub(crate) fn get(&self, addr: Ipv4Addr) -> Option<MacAddr> {
+        self.map.get(&addr).copied()
+    }
+
+    pub(crate) fn insert(&mut self, addr: Ipv4Addr, mac: MacAddr) -> bool {
+        if let Some(known) = self.map.get_mut(&addr) {
+            *known = mac;
+            return true;
+        }
+        if self.map.len() >= self.limit {
+            return false;
+        }
+        self.map.insert(addr, mac);
+        self.asked.retain(|(a, _)| *a != addr);
+        true
+    }
+
+    /// Whether a request for `addr` should go out now (none sent within `interval`); records it if so.
+    fn should_ask(&mut self, addr: Ipv4Addr, now: Instant, interval: core::time::Duration) -> bool {
+        if let Some(entry) = self.asked.iter_mut().find(|(a, _)| *a == addr) {
+            if now.saturating_since(entry.1) < interval {
+                return false;
+            }
+            entry.1 = now;
+            return true;
+        }
+        if self.asked.len() == self.asked.capacity() {
+            self.asked.remove(0);
+        }
+        self.asked.push((addr, now));
+        true
+    }
+}
+
+/// Writes the Ethernet and IPv4 headers of an outgoing packet carrying `payload_len` bytes of `protocol`.
+pub(crate) fn emit_l2_l3(
+    buf: &mut [u8],
+    src_mac: MacAddr,
+    dst_mac: MacAddr,
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    protocol: IpProtocol,
+    payload_len: usize,
+    ident: u16,
+) {
+    let eth = EthernetRepr { src_addr: src_mac, dst_addr: dst_mac, ethertype: EtherType::Ipv4 };
+    let ip = Ipv4Repr {
+        src_addr: src,
+        dst_addr: dst,
+        next_header: protocol,
+        payload_len,
+        ttl: 64,
+        dont_frag: true,
+        ident,
+        tos: 0,
+    };
+    // The sink sized the buffer from these very lengths, so neither emit can fail.
+    let _ = eth.emit(&mut Frame::new_unchecked(&mut buf[..EthernetRepr::HEADER_LEN]));
+    let _ = ip.emit(&mut ipv4::Packet::new_unchecked(&mut buf[EthernetRepr::HEADER_LEN..]));
+}
+
+impl Engine {
+    fn policy(&self) -> ChecksumPolicy {
+        if self.config.verify_checksums { ChecksumPolicy::Verify } else { ChecksumPolicy::Trust }
+    }
+
+    fn is_ours(&self, addr: Ipv4Addr) -> bool {
+        self.config.addresses.contains(&addr)
+    }
+
+    pub(crate) fn next_ident(&mut self) -> u16 {
+        self.ip_ident = self.ip_ident.wrapping_add(1);
+        self.ip_ident
+    }
+
+    /// Handles one received Ethernet frame. Replies that need no connection (ARP, ICMP echo, RSTs for unknown
+    /// connections) are written to `tx` at once; connection output waits for `poll_transmit`.
+    pub fn handle_frame<S: TxSink>(&mut self, now: Instant, frame: &[u8], tx: &mut S) {
+        self.counters.rx_frames += 1;
+        let Ok(eth_frame) = Frame::new_checked(frame) else {
+            self.counters.drop_ethernet_malformed += 1;
+            return;
+        };
+        let eth = match EthernetRepr::parse(&eth_frame) {
+            Ok(eth) => eth,
+            Err(WireError::VlanTagged) => {
+                self.counters.drop_vlan += 1;
+                return;
+            }
+            Err(_) => {
+                self.counters.drop_ethernet_malformed += 1;
+                return;
+            }
+        };
+        if eth.dst_addr != self.config.mac && !eth.dst_addr.is_broadcast() {
+            self.counters.drop_not_our_mac += 1;
+            return;
+        }
+        match eth.ethertype {
+            EtherType::Ipv4 => self.handle_ipv4(now, eth.src_addr, eth_frame.payload(), tx),
+            EtherType::Arp => self.handle_arp(now, eth_frame.payload(), tx),
+            _ => self.counters.drop_ethertype += 1,
+        }
+    }
+
+    fn handle_arp<S: TxSink>(&mut self, now: Instant, payload: &[u8], tx: &mut S) {
+        let Ok(packet) = arp::Packet::new_checked(payload) else {
+            self.counters.drop_arp_malformed += 1;
+            return;
+        };
+        let Ok(repr) = ArpRepr::parse(&packet) else {
+            self.counters.drop_arp_malformed += 1;
+            return;
+        };
+        // Learn the sender when the request or reply concerns us (RFC 826's merge step, limited to our traffic).
+        if self.is_ours(repr.target_ip) && repr.source_mac.is_unicast() && !repr.source_ip.is_unspecified() {
+            if self.neighbors.insert(repr.source_ip, repr.source_mac) {
+                self.counters.arp_learnt += 1;
+            }
+            self.on_neighbor_learnt(now, repr.source_ip, repr.source_mac);
+        }
+        if repr.operation == ArpOperation::Request && self.is_ours(repr.target_ip) {
+            if let Some(reply) = repr.reply_to(self.config.mac) {
+                self.send_arp(tx, reply, repr.source_mac);
+                self.counters.arp_replies_sent += 1;
+            }
+        }
+    }
+
+    fn send_arp<S: TxSink>(&mut self, tx: &mut S, repr: ArpRepr, dst_mac: MacAddr) {
+        let eth = EthernetRepr { src_addr: self.config.mac, dst_addr: dst_mac, ethertype: EtherType::Arp };
+        // 42 bytes; short frames are padded by the NIC (veth and AF_XDP accept them as they are).
+        let len = EthernetRepr::HEADER_LEN + repr.buffer_len();
+        let sent = tx.transmit(len, |buf| {
+            let _ = eth.emit(&mut Frame::new_unchecked(&mut buf[..EthernetRepr::HEADER_LEN]));
+            let _ = repr.emit(&mut arp::Packet::new_unchecked(&mut buf[EthernetRepr::HEADER_LEN..]));
+        });
+        self.count_tx(sent);
+    }
+
+    /// Sends an ARP request for `addr` unless one went out recently.
+    pub(crate) fn request_neighbor<S: TxSink>(&mut self, now: Instant, local: Ipv4Addr, addr: Ipv4Addr, tx: &mut S) {
+        if self.neighbors.should_ask(addr, now, self.config.arp_retry_interval) {
+            self.send_arp(tx, ArpRepr::request(self.config.mac, local, addr), MacAddr::BROADCAST);
+            self.counters.arp_requests_sent += 1;
+        }
+    }
+
+    /// Connections waiting for this neighbour may now send their SYN.
+    fn on_neighbor_learnt(&mut self, _now: Instant, addr: Ipv4Addr, mac: MacAddr) {
+        for index in 0..self.conns.len() as u32 {
+            let tcb = &mut self.conns[index as usize];
+            if tcb.flags.contains(Flags::AWAIT_ARP) && tcb.key.remote_addr == addr {
+                tcb.flags.remove(Flags::AWAIT_ARP);
+                tcb.remote_mac = mac;
+                tcb.arp_at = None;
+                self.mark_dirty(index);
+            }
+        }
+    }
+
+    pub(crate) fn count_tx(&mut self, sent: bool) {
+        if sent {
+            self.counters.tx_frames += 1;
+        } else {
+            self.counters.tx_sink_full += 1;
+        }
+    }
+
+    fn handle_ipv4<S: TxSink>(&mut self, now: Instant, src_mac: MacAddr, payload: &[u8], tx: &mut S) {
+        let packet = match ipv4::Packet::new_checked(payload) {
+            Ok(packet) => packet,
+            Err(_) => {
+                self.counters.drop_ipv4_malformed += 1;
+                return;
+            }
+        };
+        let ip = match Ipv4Repr::parse(&packet, self.policy()) {
+            Ok(ip) => ip,
+            Err(WireError::Checksum) => {
+                self.counters.drop_ipv4_checksum += 1;
+                return;
+            }
+            Err(WireError::Fragment) => {
+                self.counters.drop_ipv4_fragment += 1;
+                return;
+            }
+            Err(_) => {
+                self.counters.drop_ipv4_malformed += 1;
+                return;
+            }
+        };
+        if !self.is_ours(ip.dst_addr) {
+            self.counters.drop_ipv4_not_ours += 1;
+            return;
+        }
+        match ip.next_header {
+            IpProtocol::Tcp => self.handle_tcp(now, src_mac, &ip, packet.payload(), tx),
+            IpProtocol::Icmp => self.handle_icmp(src_mac, &ip, packet.payload(), tx),
+            _ => self.counters.drop_ip_protocol += 1,
+        }
+    }
+
+    fn handle_icmp<S: TxSink>(&mut self, src_mac: MacAddr, ip: &Ipv4Repr, payload: &[u8], tx: &mut S) {
+        let Ok(packet) = icmpv4::Packet::new_checked(payload) else {
+            self.counters.drop_icmp_malformed += 1;
+            return;
+        };
+        let repr = match Icmpv4Repr::parse(&packet, self.policy()) {
+            Ok(repr) => repr,
+            Err(WireError::Unsupported) => {
+                self.counters.drop_icmp_unhandled += 1;
+                return;
+            }
+            Err(_) => {
+                self.counters.drop_icmp_malformed += 1;
+                return;
+            }
+        };
+        let Icmpv4Repr::EchoRequest { ident, seq_no, data } = repr else {
+            // Errors about our own traffic could be acted on (RFC 9293 §3.9.2.2: soft errors); counted for now.
+            self.counters.drop_icmp_unhandled += 1;
+            return;
+        };
+        if ip.dst_addr.is_broadcast() || ip.src_addr.is_broadcast() {
+            self.counters.drop_icmp_unhandled += 1;
+            return;
+        }
+        let reply = Icmpv4Repr::EchoReply { ident, seq_no, data };
+        let icmp_len = reply.buffer_len();
+        let (our_mac, ident_ip) = (self.config.mac, self.next_ident());
+        let (src, dst) = (ip.dst_addr, ip.src_addr);
+        let sent = tx.transmit(L2_L3_LEN + icmp_len, |buf| {
+            emit_l2_l3(buf, our_mac, src_mac, src, dst, IpProtocol::Icmp, icmp_len, ident_ip);
+            let _ = reply.emit(&mut icmpv4::Packet::new_unchecked(&mut buf[L2_L3_LEN..]));
+        });
+        self.count_tx(sent);
+        if sent {
+            self.counters.icmp_echo_replies += 1;
+        }
+    }
+
+    fn handle_tcp<S: TxSink>(&mut self, now: Instant, src_mac: MacAddr, ip: &Ipv4Repr, payload: &[u8], tx: &mut S) {
+        let Ok(packet) = tcp::Packet::new_checked(payload) else {
+            self.counters.drop_tcp_malformed += 1;
+            return;
+        };
+        let seg = match TcpRepr::parse(&packet, ip.src_addr, ip.dst_addr, self.policy()) {
+            Ok(seg) => seg,
+            Err(WireError::Checksum) => {
+                self.counters.drop_tcp_checksum += 1;
+                return;
+            }
+            Err(WireError::BadOption) => {
+                self.counters.drop_tcp_bad_option += 1;
+                return;
+            }
+            Err(_) => {
+                self.counters.drop_tcp_malformed += 1;
+                return;
+            }
+        };
+        // RFC 9293 MUST-57 spirit: nothing from a broadcast or multicast source opens or resets anything.
+        if ip.src_addr.is_broadcast() || ip.src_addr.is_multicast() || !src_mac.is_unicast() {
+            self.counters.drop_tcp_malformed += 1;
+            return;
+        }
+        self.counters.tcp_rx_segments += 1;
+        let key = FlowKey {
+            local_addr: ip.dst_addr,
+            remote_addr: ip.src_addr,
+            local_port: seg.dst_port,
+            remote_port: seg.src_port,
+        };
+        self.handle_segment(now, key, src_mac, &seg, tx);
+    }
+
+    /// Replies with a RST to a segment that belongs to no connection (RFC 9293 §3.10.7.1): `<SEQ=SEG.ACK><CTL=RST>`
+    /// if it carried an ACK, else `<SEQ=0><ACK=SEG.SEQ+SEG.LEN><CTL=RST,ACK>`. Never in answer to a RST.
+    pub(crate) fn reply_rst<S: TxSink>(&mut self, tx: &mut S, key: FlowKey, remote_mac: MacAddr, seg: &TcpRepr) {
+        if seg.flags.rst() {
+            return;
+        }
+        let rst = if seg.flags.ack() {
+            PendingRst { key, remote_mac, seq: seg.ack, ack: None }
+        } else {
+            PendingRst { key, remote_mac, seq: crate::wire::SeqNum(0), ack: Some(seg.seq + seg.segment_len()) }
+        };
+        self.send_rst(tx, rst);
+    }
+}

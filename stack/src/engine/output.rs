@@ -1,0 +1,438 @@
+//! Segments out: what a connection may send now (SYN, SYN-ACK, data within the send and congestion windows,
+//! FIN, ACKs, probes), written straight from the send buffer into the transmit frame.
+
+use super::event::CloseReason;
+use super::input::ts_now;
+use super::net::{L2_L3_LEN, emit_l2_l3};
+use super::tcb::{Flags, State, Tcb};
+use super::time_wait::TimeWait;
+use super::{Engine, PendingRst};
+use crate::io::TxSink;
+use crate::time::Instant;
+use crate::wire::tcp::{self, SackBlocks, TcpFlags, TcpRepr, TcpTimestamps};
+use crate::wire::{IpProtocol, SeqNum};
+
+/// The window field to advertise: the free receive buffer, scaled down (RFC 7323 §2.3). Never scaled in a
+/// SYN or SYN-ACK (§2.2).
+pub(crate) fn window_field(tcb: &Tcb) -> u16 {
+    let wnd = tcb.rcv_window();
+    let shift = if matches!(tcb.state, State::SynSent | State::SynReceived) { 0 } else { tcb.rcv_shift };
+    (wnd >> shift).min(u32::from(u16::MAX)) as u16
+}
+
+/// One segment a connection decided to send: where its data comes from and what state to commit once it is out.
+#[derive(Debug, Clone, Copy)]
+struct Plan {
+    flags: TcpFlags,
+    seq: SeqNum,
+    /// Offset of the payload in the send buffer, and its length.
+    data_offset: usize,
+    data_len: usize,
+    /// SND.NXT after this segment (unchanged for retransmissions at SND.UNA and for probes).
+    next: Option<SeqNum>,
+    retransmit: bool,
+}
+
+impl Engine {
+    /// Sends what the connection has to send now.
+    pub(crate) fn transmit_conn<S: TxSink>(&mut self, now: Instant, index: u32, tx: &mut S) {
+        // Bounded: a connection sends at most a window's worth per call, one MSS per segment.
+        for _ in 0..256 {
+            let Some(plan) = self.plan_segment(now, index) else { break };
+            if !self.emit_plan(now, index, &plan, tx) {
+                // The ring is full: keep the connection dirty for the next poll; nothing was committed.
+                self.mark_dirty(index);
+                break;
+            }
+            self.commit_plan(now, index, &plan);
+        }
+    }
+
+    /// Decides the next segment, without changing any state.
+    fn plan_segment(&mut self, now: Instant, index: u32) -> Option<Plan> {
+        let tcb = &mut self.conns[index as usize];
+        let ack_flag = TcpFlags::ACK;
+        match tcb.state {
+            State::SynSent => {
+                if tcb.flags.contains(Flags::AWAIT_ARP) || tcb.snd_nxt != tcb.iss {
+                    return None;
+                }
+                return Some(Plan {
+                    flags: TcpFlags::SYN,
+                    seq: tcb.iss,
+                    data_offset: 0,
+                    data_len: 0,
+                    next: Some(tcb.iss + 1),
+                    retransmit: tcb.snd_max != tcb.iss,
+                });
+            }
+            State::SynReceived => {
+                if tcb.snd_nxt == tcb.iss {
+                    return Some(Plan {
+                        flags: TcpFlags::SYN | ack_flag,
+                        seq: tcb.iss,
+                        data_offset: 0,
+                        data_len: 0,
+                        next: Some(tcb.iss + 1),
+                        retransmit: tcb.snd_max != tcb.iss,
+                    });
+                }
+                return ack_only(tcb);
+            }
+            State::Closed | State::Listen | State::TimeWait => return None,
+            _ => {}
+        }
+        let mss = usize::from(tcb.mss);
+        let data_end = tcb.data_end();
+        let fin_state = matches!(tcb.state, State::Established | State::CloseWait)
+            || (tcb.snd_fin.is_some() && matches!(tcb.state, State::FinWait1 | State::Closing | State::LastAck));
+        let want_fin = tcb.flags.contains(Flags::FIN_QUEUED) && fin_state;
+
+        // Fast retransmit / partial ACK: the segment at SND.UNA again (RFC 5681 §3.2, RFC 6582 §3.2).
+        if tcb.flags.contains(Flags::FAST_REXMIT) {
+            tcb.flags.remove(Flags::FAST_REXMIT);
+            let avail = data_end.since(tcb.snd_una) as usize;
+            let len = avail.min(mss);
+            let fin = want_fin && tcb.snd_fin.is_some() && len == avail;
+            if len > 0 || fin {
+                let mut flags = ack_flag;
+                if fin {
+                    flags |= TcpFlags::FIN;
+                }
+                if len > 0 {
+                    flags |= TcpFlags::PSH;
+                }
+                return Some(Plan { flags, seq: tcb.snd_una, data_offset: 0, data_len: len, next: None, retransmit: true });
+            }
+        }
+
+        // New (or, after a timeout, resent) data from SND.NXT within min(SND.WND, cwnd).
+        let sent_unacked = tcb.snd_nxt.since(tcb.snd_una) as usize;
+        let avail = data_end.since(tcb.snd_nxt) as usize;
+        let avail = if tcb.snd_nxt.diff(data_end) > 0 { 0 } else { avail };
+        let window = (tcb.snd_wnd.min(tcb.cc.cwnd.max(u32::from(tcb.mss)))) as usize;
+        let usable = window.saturating_sub(sent_unacked);
+        let len = avail.min(usable).min(mss);
+        // The FIN goes right after the last byte of data (again, after a timeout rewound SND.NXT); it needs no
+        // window space.
+        let fin_fits = want_fin && len == avail && tcb.snd_fin.is_none_or(|fin| tcb.snd_nxt.diff(fin) <= 0);
+        // Nagle (RFC 9293 §3.7.4): hold a small segment while data is unacknowledged.
+        let nagle_holds = len < mss && len == avail && !fin_fits && sent_unacked > 0 && !tcb.flags.contains(Flags::NO_DELAY);
+        if (len > 0 && !nagle_holds) || fin_fits {
+            let mut flags = ack_flag;
+            if fin_fits {
+                flags |= TcpFlags::FIN;
+            }
+            if len > 0 && len == avail {
+                flags |= TcpFlags::PSH;
+            }
+            let seq = tcb.snd_nxt;
+            let next = seq + len as u32 + u32::from(fin_fits);
+            let retransmit = tcb.snd_max.diff(seq) > 0;
+            return Some(Plan { flags, seq, data_offset: sent_unacked, data_len: len, next: Some(next), retransmit });
+        }
+
+        // Zero-window or keep-alive probe: an ACK one below SND.UNA makes the peer answer with its window.
+        if tcb.flags.contains(Flags::PROBE) || tcb.flags.contains(Flags::KEEPALIVE_PROBE) {
+            tcb.flags.remove(Flags::PROBE);
+            tcb.flags.remove(Flags::KEEPALIVE_PROBE);
+            return Some(Plan {
+                flags: ack_flag,
+                seq: tcb.snd_una - 1,
+                data_offset: 0,
+                data_len: 0,
+                next: None,
+                retransmit: false,
+            });
+        }
+        // Persist: data waits behind a zero window and nothing is in flight to bring a window update.
+        if avail > 0 && tcb.snd_wnd == 0 && tcb.rto_at.is_none() && tcb.persist_at.is_none() {
+            tcb.persist_at = Some(now + tcb.rtt.rto(self.config.rto_max));
+        }
+        ack_only(tcb)
+    }
+
+    /// Writes the planned segment into a transmit frame. Returns false when the sink had no room.
+    fn emit_plan<S: TxSink>(&mut self, now: Instant, index: u32, plan: &Plan, tx: &mut S) -> bool {
+        let ident = self.next_ident();
+        let mac = self.config.mac;
+        let config_mss = self.config.mss;
+        let tcb = &self.conns[index as usize];
+        let syn = plan.flags.contains(TcpFlags::SYN);
+        let mut repr = TcpRepr {
+            src_port: tcb.key.local_port,
+            dst_port: tcb.key.remote_port,
+            seq: plan.seq,
+            ack: if plan.flags.contains(TcpFlags::ACK) { tcb.rcv_nxt } else { SeqNum(0) },
+            flags: plan.flags,
+            window: window_field(tcb),
+            ..TcpRepr::default()
+        };
+        if let Some(ts) = tcb.ts {
+            let tsecr = if plan.flags.contains(TcpFlags::ACK) { ts.recent } else { 0 };
+            repr.timestamps = Some(TcpTimestamps { tsval: ts_now(now, ts.offset), tsecr });
+        }
+        if syn {
+            repr.mss = Some(config_mss);
+            let passive = tcb.state == State::SynReceived && tcb.flags.contains(Flags::PASSIVE);
+            // In a SYN-ACK only what the peer offered; in a SYN everything configured.
+            repr.window_scale = if tcb.rcv_shift > 0 || (!passive && self.config.window_scaling) {
+                Some(tcb.rcv_shift)
+            } else {
+                None
+            };
+            repr.sack_permitted = tcb.sack_ok;
+        } else if tcb.sack_ok && !tcb.ooo.is_empty() {
+            let mut blocks = SackBlocks::new();
+            for (left, right) in tcb.ooo.sack_blocks(tcb.rcv_nxt) {
+                if !blocks.push(left, right) {
+                    break;
+                }
+            }
+            repr.sack_blocks = blocks;
+        }
+        let (first, second) = tcb.tx.peek(plan.data_offset, plan.data_len);
+        let header_len = repr.header_len();
+        let tcp_len = header_len + first.len() + second.len();
+        let (src, dst, remote_mac) = (tcb.key.local_addr, tcb.key.remote_addr, tcb.remote_mac);
+        let sent = tx.transmit(L2_L3_LEN + tcp_len, |buf| {
+            emit_l2_l3(buf, mac, remote_mac, src, dst, IpProtocol::Tcp, tcp_len, ident);
+            let segment = &mut buf[L2_L3_LEN..];
+            let mut packet = tcp::Packet::new_unchecked(&mut *segment);
+            repr.emit_header(&mut packet);
+            segment[header_len..header_len + first.len()].copy_from_slice(first);
+            segment[header_len + first.len()..].copy_from_slice(second);
+            tcp::Packet::new_unchecked(segment).fill_checksum(src, dst);
+        });
+        self.count_tx(sent);
+        if sent {
+            self.counters.tcp_tx_segments += 1;
+        }
+        sent
+    }
+
+    /// Commits a segment that went out: sequence numbers, timers, transitions on FIN.
+    fn commit_plan(&mut self, now: Instant, index: u32, plan: &Plan) {
+        let rto_max = self.config.rto_max;
+        let tcb = &mut self.conns[index as usize];
+        if plan.retransmit {
+            self.counters.retransmits += 1;
+        }
+        if plan.flags.contains(TcpFlags::ACK) {
+            // Every segment carries the latest ACK and window.
+            tcb.flags.remove(Flags::ACK_NOW);
+            tcb.flags.remove(Flags::WINDOW_UPDATE);
+            tcb.delack_at = None;
+            tcb.unacked_segments = 0;
+            let adv = tcb.rcv_nxt + (u32::from(window_field(tcb)) << tcb.rcv_shift);
+            if adv.diff(tcb.rcv_adv) > 0 {
+                tcb.rcv_adv = adv;
+            }
+        }
+        let Some(next) = plan.next else {
+            // A retransmission at SND.UNA: make sure the timer runs.
+            if plan.retransmit && tcb.rto_at.is_none() {
+                tcb.rto_at = Some(now + tcb.rtt.rto(rto_max));
+            }
+            return;
+        };
+        let occupies = next.diff(plan.seq) > 0;
+        if occupies && !plan.retransmit && tcb.rtt_probe.is_none() && tcb.ts.is_none() {
+            tcb.rtt_probe = Some((next, now));
+        }
+        if plan.retransmit {
+            // Karn: nothing sent before the retransmission may be timed.
+            tcb.rtt_probe = None;
+        }
+        tcb.snd_nxt = next;
+        if next.diff(tcb.snd_max) > 0 {
+            tcb.snd_max = next;
+        }
+        if occupies && tcb.rto_at.is_none() {
+            tcb.rto_at = Some(now + tcb.rtt.rto(rto_max));
+        }
+        if plan.flags.contains(TcpFlags::FIN) {
+            if tcb.snd_fin.is_none() {
+                tcb.snd_fin = Some(next - 1);
+            }
+            match tcb.state {
+                State::Established => tcb.transition(State::FinWait1),
+                State::CloseWait => tcb.transition(State::LastAck),
+                _ => {}
+            }
+        }
+    }
+
+    /// Sends a pure ACK for the connection at once (the final ACK before TIME-WAIT).
+    pub(crate) fn send_ack_now<S: TxSink>(&mut self, now: Instant, index: u32, tx: &mut S) {
+        let tcb = &self.conns[index as usize];
+        let plan = Plan {
+            flags: TcpFlags::ACK,
+            seq: tcb.snd_nxt,
+            data_offset: 0,
+            data_len: 0,
+            next: None,
+            retransmit: false,
+        };
+        if self.emit_plan(now, index, &plan, tx) {
+            self.commit_plan(now, index, &plan);
+        }
+    }
+
+    /// The ACK a TIME-WAIT record sends for a retransmitted FIN.
+    pub(crate) fn send_time_wait_ack<S: TxSink>(&mut self, now: Instant, record: &TimeWait, tx: &mut S) {
+        let repr = TcpRepr {
+            src_port: record.key.local_port,
+            dst_port: record.key.remote_port,
+            seq: record.snd_nxt,
+            ack: record.rcv_nxt,
+            flags: TcpFlags::ACK,
+            window: record.window,
+            timestamps: record
+                .ts_recent
+                .map(|recent| TcpTimestamps { tsval: ts_now(now, record.ts_offset), tsecr: recent }),
+            ..TcpRepr::default()
+        };
+        self.send_bare(tx, record.key.local_addr, record.key.remote_addr, record.remote_mac, &repr);
+    }
+
+    /// Sends a RST not tied to a control block.
+    pub(crate) fn send_rst<S: TxSink>(&mut self, tx: &mut S, rst: PendingRst) {
+        let mut flags = TcpFlags::RST;
+        if rst.ack.is_some() {
+            flags |= TcpFlags::ACK;
+        }
+        let repr = TcpRepr {
+            src_port: rst.key.local_port,
+            dst_port: rst.key.remote_port,
+            seq: rst.seq,
+            ack: rst.ack.unwrap_or(SeqNum(0)),
+            flags,
+            ..TcpRepr::default()
+        };
+        self.counters.rst_sent += 1;
+        self.send_bare(tx, rst.key.local_addr, rst.key.remote_addr, rst.remote_mac, &repr);
+    }
+
+    fn send_bare<S: TxSink>(
+        &mut self,
+        tx: &mut S,
+        src: core::net::Ipv4Addr,
+        dst: core::net::Ipv4Addr,
+        remote_mac: crate::wire::ethernet::MacAddr,
+        repr: &TcpRepr,
+    ) {
+        let ident = self.next_ident();
+        let mac = self.config.mac;
+        let tcp_len = repr.buffer_len();
+        let sent = tx.transmit(L2_L3_LEN + tcp_len, |buf| {
+            emit_l2_l3(buf, mac, remote_mac, src, dst, IpProtocol::Tcp, tcp_len, ident);
+            repr.emit(&mut tcp::Packet::new_unchecked(&mut buf[L2_L3_LEN..]), src, dst);
+        });
+        self.count_tx(sent);
+        if sent {
+            self.counters.tcp_tx_segments += 1;
+        }
+    }
+
+    /// A connection's timer fired: see which of its deadlines are due (RFC 9293 §3.10.8, RFC 6298 §5).
+    pub(crate) fn on_conn_timer(&mut self, now: Instant, index: u32) {
+        let config = &self.config;
+        let tcb = &mut self.conns[index as usize];
+        if tcb.state == State::Listen || tcb.state == State::Closed {
+            return;
+        }
+        let due = |at: Option<Instant>| at.is_some_and(|at| at <= now);
+        let mut outcome: Option<CloseReason> = None;
+        if due(tcb.arp_at) {
+            tcb.arp_at = None;
+            if tcb.flags.contains(Flags::AWAIT_ARP) {
+                if tcb.retries >= config.arp_retries {
+                    self.counters.arp_unresolved += 1;
+                    outcome = Some(CloseReason::Unreachable);
+                } else {
+                    tcb.retries += 1;
+                    tcb.arp_at = Some(now + config.arp_retry_interval);
+                    let (local, remote) = (tcb.key.local_addr, tcb.key.remote_addr);
+                    if self.pending_arps.len() < self.pending_arps.capacity() {
+                        self.pending_arps.push((local, remote));
+                    }
+                }
+            }
+        }
+        let tcb = &mut self.conns[index as usize];
+        if outcome.is_none() && due(tcb.rto_at) {
+            tcb.rto_at = None;
+            self.counters.rto_fired += 1;
+            let limit = if tcb.state.is_synchronized() { config.data_retries } else { config.syn_retries };
+            if tcb.retries >= limit {
+                if tcb.state == State::SynReceived && tcb.flags.contains(Flags::PASSIVE) {
+                    self.counters.syn_received_timeouts += 1;
+                } else {
+                    self.counters.rto_aborts += 1;
+                }
+                outcome = Some(CloseReason::TimedOut);
+            } else {
+                tcb.retries += 1;
+                tcb.rtt.on_timeout();
+                // RFC 5681 §3.1 eq. 4 and loss window; go back to SND.UNA (RFC 6298 §5.4).
+                let mss = u32::from(tcb.mss);
+                if tcb.state.is_synchronized() {
+                    tcb.cc.ssthresh = (tcb.in_flight() / 2).max(2 * mss);
+                    tcb.cc.cwnd = mss;
+                    tcb.cc.recover = None;
+                    tcb.cc.dup_acks = 0;
+                }
+                tcb.rtt_probe = None;
+                tcb.snd_nxt = tcb.snd_una;
+                if matches!(tcb.state, State::SynSent | State::SynReceived) {
+                    tcb.snd_nxt = tcb.iss;
+                }
+                tcb.rto_at = Some(now + tcb.rtt.rto(config.rto_max));
+            }
+        }
+        let tcb = &mut self.conns[index as usize];
+        if outcome.is_none() && due(tcb.delack_at) {
+            tcb.delack_at = None;
+            tcb.flags.insert(Flags::ACK_NOW);
+            self.counters.delayed_acks += 1;
+        }
+        if outcome.is_none() && due(tcb.persist_at) {
+            // Zero-window probe (RFC 9293 §3.8.6.1, MUST-36): the connection stays open however long (MUST-37).
+            tcb.flags.insert(Flags::PROBE);
+            self.counters.window_probes += 1;
+            tcb.rtt.on_timeout();
+            tcb.persist_at = Some(now + tcb.rtt.rto(config.rto_max));
+        }
+        if outcome.is_none() && due(tcb.keepalive_at) {
+            if let Some(keepalive) = config.keepalive {
+                if tcb.retries >= keepalive.probes {
+                    self.counters.keepalive_aborts += 1;
+                    outcome = Some(CloseReason::KeepaliveTimeout);
+                } else {
+                    tcb.retries += 1;
+                    tcb.flags.insert(Flags::KEEPALIVE_PROBE);
+                    self.counters.keepalive_probes += 1;
+                    tcb.keepalive_at = Some(now + keepalive.interval);
+                }
+            }
+        }
+        match outcome {
+            Some(reason @ (CloseReason::TimedOut | CloseReason::KeepaliveTimeout)) => self.reset_conn(index, reason),
+            Some(reason) => self.finish_conn(index, reason),
+            None => self.mark_dirty(index),
+        }
+    }
+}
+
+/// A pure ACK if one is owed.
+fn ack_only(tcb: &Tcb) -> Option<Plan> {
+    (tcb.flags.contains(Flags::ACK_NOW) || tcb.flags.contains(Flags::WINDOW_UPDATE)).then_some(Plan {
+        flags: TcpFlags::ACK,
+        seq: tcb.snd_nxt,
+        data_offset: 0,
+        data_len: 0,
+        next: None,
+        retransmit: false,
+    })
+}

@@ -1,0 +1,119 @@
+//! Round-trip time estimation and the retransmission timeout, RFC 6298.
+
+use core::time::Duration;
+
+/// SRTT, RTTVAR and RTO as RFC 6298 §2 defines them, in microseconds.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RttEstimator {
+    srtt: u32,
+    rttvar: u32,
+    rto: u32,
+    has_sample: bool,
+    /// Consecutive timeouts: the RTO is doubled this many times (§5.5), up to the maximum.
+    backoff: u8,
+}
+
+/// Clock granularity G of RFC 6298 §2: the engine's timer tick.
+const GRANULARITY_US: u32 = 1000;
+
+fn micros(d: Duration) -> u32 {
+    u32::try_from(d.as_micros()).unwrap_or(u32::MAX)
+}
+
+impl RttEstimator {
+    /// Before any sample, RTO is the initial value (§2.1: 1 s).
+    pub(crate) fn new(initial: Duration) -> RttEstimator {
+        RttEstimator { srtt: 0, rttvar: 0, rto: micros(initial), has_sample: false, backoff: 0 }
+    }
+
+    /// Takes one RTT measurement R (§2.2, §2.3). Callers follow Karn's rule (RFC 9293 MUST-18): no samples from
+    /// retransmitted segments, unless timestamps disambiguate them.
+    pub(crate) fn sample(&mut self, rtt: Duration, min: Duration, max: Duration) {
+        let r = micros(rtt).max(1);
+        if self.has_sample {
+            // RTTVAR <- 3/4 RTTVAR + 1/4 |SRTT - R'|; SRTT <- 7/8 SRTT + 1/8 R'
+            let delta = self.srtt.abs_diff(r);
+            self.rttvar = (3 * (self.rttvar / 4)).saturating_add(delta / 4);
+            self.srtt = (7 * (self.srtt / 8)).saturating_add(r / 8);
+        } else {
+            self.srtt = r;
+            self.rttvar = r / 2;
+            self.has_sample = true;
+        }
+        let rto = self.srtt.saturating_add(GRANULARITY_US.max(self.rttvar.saturating_mul(4)));
+        self.rto = rto.clamp(micros(min), micros(max));
+        self.backoff = 0;
+    }
+
+    /// The current RTO, with exponential backoff applied (§5.5), bounded by `max`.
+    pub(crate) fn rto(&self, max: Duration) -> Duration {
+        let backed = u64::from(self.rto) << self.backoff.min(32);
+        Duration::from_micros(backed.min(u64::from(micros(max))))
+    }
+
+    /// A retransmission timeout fired: back off.
+    pub(crate) fn on_timeout(&mut self) {
+        self.backoff = self.backoff.saturating_add(1);
+    }
+
+    /// A new ACK arrived after a backoff: keep the backed-off value until a sample (§5.7 allows resetting).
+    pub(crate) fn srtt(&self) -> Option<Duration> {
+        self.has_sample.then(|| Duration::from_micros(u64::from(self.srtt)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIN: Duration = Duration::from_millis(200);
+    const MAX: Duration = Duration::from_secs(60);
+
+    #[test]
+    fn rtt_no_sample_uses_initial_rto() {
+        let rtt = RttEstimator::new(Duration::from_secs(1));
+        assert_eq!(rtt.rto(MAX), Duration::from_secs(1));
+        assert_eq!(rtt.srtt(), None);
+    }
+
+    #[test]
+    fn rtt_first_sample_sets_srtt_and_rttvar_rfc6298_2_2() {
+        let mut rtt = RttEstimator::new(Duration::from_secs(1));
+        rtt.sample(Duration::from_millis(100), Duration::ZERO, MAX);
+        // SRTT = 100 ms, RTTVAR = 50 ms, RTO = SRTT + 4*RTTVAR = 300 ms.
+        assert_eq!(rtt.srtt(), Some(Duration::from_millis(100)));
+        assert_eq!(rtt.rto(MAX), Duration::from_millis(300));
+    }
+
+    #[test]
+    fn rtt_next_sample_smooths_rfc6298_2_3() {
+        let mut rtt = RttEstimator::new(Duration::from_secs(1));
+        rtt.sample(Duration::from_millis(100), Duration::ZERO, MAX);
+        rtt.sample(Duration::from_millis(200), Duration::ZERO, MAX);
+        // RTTVAR = 3/4*50 + 1/4*100 = 62.5 ms; SRTT = 7/8*100 + 1/8*200 = 112.5 ms; RTO = 112.5 + 250 = 362.5 ms.
+        assert_eq!(rtt.srtt(), Some(Duration::from_micros(112_500)));
+        assert_eq!(rtt.rto(MAX), Duration::from_micros(362_500));
+    }
+
+    #[test]
+    fn rtt_small_sample_is_clamped_to_minimum() {
+        let mut rtt = RttEstimator::new(Duration::from_secs(1));
+        rtt.sample(Duration::from_micros(50), Duration::ZERO, MAX);
+        assert_eq!(rtt.rto(MAX), Duration::from_micros(50 + 1000));
+        rtt.sample(Duration::from_micros(50), MIN, MAX);
+        assert_eq!(rtt.rto(MAX), MIN);
+    }
+
+    #[test]
+    fn rtt_timeout_doubles_up_to_maximum_rfc6298_5_5() {
+        let mut rtt = RttEstimator::new(Duration::from_secs(1));
+        rtt.on_timeout();
+        assert_eq!(rtt.rto(MAX), Duration::from_secs(2));
+        for _ in 0..10 {
+            rtt.on_timeout();
+        }
+        assert_eq!(rtt.rto(MAX), MAX);
+        rtt.sample(Duration::from_millis(100), MIN, MAX);
+        assert_eq!(rtt.rto(MAX), Duration::from_millis(300));
+    }
+}

@@ -1,0 +1,261 @@
+//! The connection control block (RFC 9293 §3.3.1) and the state diagram (§3.3.2).
+
+use core::fmt;
+
+use crate::assembler::Assembler;
+use crate::buffer::RingBuffer;
+use crate::engine::flow::FlowKey;
+use crate::engine::rtt::RttEstimator;
+use crate::time::Instant;
+use crate::wire::SeqNum;
+use crate::wire::ethernet::MacAddr;
+
+/// The eleven states of RFC 9293 §3.3.2.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum State {
+    /// No connection. A control block in CLOSED waits only for the application to release its handle.
+    Closed,
+    /// Waiting for a SYN (listeners are kept apart; no control block is ever in LISTEN).
+    Listen,
+    /// SYN sent, waiting for the matching SYN.
+    SynSent,
+    /// SYN received and SYN-ACK sent, waiting for the ACK of our SYN.
+    SynReceived,
+    /// Open: data flows both ways.
+    Established,
+    /// We sent FIN; waiting for its ACK or the peer's FIN.
+    FinWait1,
+    /// Our FIN is acknowledged; waiting for the peer's FIN.
+    FinWait2,
+    /// The peer sent FIN; we may still send.
+    CloseWait,
+    /// Both sent FIN, ours not yet acknowledged (simultaneous close).
+    Closing,
+    /// The peer closed first and we sent our FIN; waiting for its ACK.
+    LastAck,
+    /// Both FINs acknowledged; waiting 2*MSL (held as a compact record, not a control block).
+    TimeWait,
+}
+
+impl State {
+    /// Whether the state is one of the synchronized states (RFC 9293 §3.5.2: after the handshake).
+    pub fn is_synchronized(self) -> bool {
+        !matches!(self, State::Closed | State::Listen | State::SynSent | State::SynReceived)
+    }
+
+    /// Whether our side may still send new data.
+    pub fn can_send(self) -> bool {
+        matches!(self, State::Established | State::CloseWait)
+    }
+
+    /// Whether the peer may still send data that we accept.
+    pub fn can_receive(self) -> bool {
+        matches!(self, State::SynReceived | State::Established | State::FinWait1 | State::FinWait2)
+    }
+
+    /// The edges of the RFC 9293 §3.3.2 state diagram (plus the RST and timeout exits to CLOSED that §3.10
+    /// describes). Every transition goes through [`Tcb::transition`], which checks it against this table.
+    pub fn can_become(self, to: State) -> bool {
+        use State::*;
+        match (self, to) {
+            (_, Closed) => true,
+            (SynSent, SynReceived | Established) => true,
+            (SynReceived, Established | FinWait1) => true,
+            (Established, FinWait1 | CloseWait) => true,
+            (FinWait1, FinWait2 | Closing | TimeWait) => true,
+            (FinWait2, TimeWait) => true,
+            (CloseWait, LastAck) => true,
+            (Closing, TimeWait) => true,
+            _ => false,
+        }
+    }
+}
+
+impl fmt::Display for State {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let name = match self {
+            State::Closed => "CLOSED",
+            State::Listen => "LISTEN",
+            State::SynSent => "SYN-SENT",
+            State::SynReceived => "SYN-RECEIVED",
+            State::Established => "ESTABLISHED",
+            State::FinWait1 => "FIN-WAIT-1",
+            State::FinWait2 => "FIN-WAIT-2",
+            State::CloseWait => "CLOSE-WAIT",
+            State::Closing => "CLOSING",
+            State::LastAck => "LAST-ACK",
+            State::TimeWait => "TIME-WAIT",
+        };
+        f.write_str(name)
+    }
+}
+
+/// Per-connection flags.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Flags(u16);
+
+impl Flags {
+    /// An ACK must go out with the next transmit.
+    pub const ACK_NOW: Flags = Flags(1 << 0);
+    /// The application shut down its write side: send FIN after the queued data.
+    pub const FIN_QUEUED: Flags = Flags(1 << 1);
+    /// The application released its handle (`close`/`abort`).
+    pub const APP_CLOSED: Flags = Flags(1 << 2);
+    /// A `Readable` event is queued and not yet answered by `recv`.
+    pub const READABLE_SENT: Flags = Flags(1 << 3);
+    /// A `send` came up short: raise `Writable` when space frees.
+    pub const WANT_WRITABLE: Flags = Flags(1 << 4);
+    /// Nagle's algorithm is off for this connection.
+    pub const NO_DELAY: Flags = Flags(1 << 5);
+    /// The connection is on the engine's dirty list (output pending).
+    pub const DIRTY: Flags = Flags(1 << 6);
+    /// Opened passively (by a listener): a RST in SYN-RECEIVED returns it to LISTEN, i.e. frees it silently.
+    pub const PASSIVE: Flags = Flags(1 << 7);
+    /// The peer's FIN has been received and processed.
+    pub const PEER_FIN: Flags = Flags(1 << 8);
+    /// The next segment is a retransmission of the one at SND.UNA (fast retransmit, RFC 5681 §3.2).
+    pub const FAST_REXMIT: Flags = Flags(1 << 9);
+    /// A window update is due because the application read and the window opened (RFC 9293 §3.8.6.2.2).
+    pub const WINDOW_UPDATE: Flags = Flags(1 << 10);
+    /// Waiting for ARP to resolve the peer before the SYN can go out.
+    pub const AWAIT_ARP: Flags = Flags(1 << 11);
+    /// Send one byte beyond a zero window (persist timer fired, RFC 9293 §3.8.6.1).
+    pub const PROBE: Flags = Flags(1 << 12);
+    /// Send a keep-alive probe.
+    pub const KEEPALIVE_PROBE: Flags = Flags(1 << 13);
+
+    #[inline]
+    pub fn contains(self, other: Flags) -> bool {
+        self.0 & other.0 == other.0
+    }
+    #[inline]
+    pub fn insert(&mut self, other: Flags) {
+        self.0 |= other.0;
+    }
+    #[inline]
+    pub fn remove(&mut self, other: Flags) {
+        self.0 &= !other.0;
+    }
+}
+
+/// RFC 7323 timestamp state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Timestamps {
+    /// TS.Recent: the peer's latest TSval from an in-sequence segment (RFC 7323 §4.3).
+    pub recent: u32,
+    /// Offset added to our millisecond clock in TSvals (RFC 7323 §7.1 advises per-connection offsets).
+    pub offset: u32,
+}
+
+/// NewReno congestion state (RFC 5681, RFC 6582), in bytes.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Congestion {
+    pub cwnd: u32,
+    pub ssthresh: u32,
+    pub dup_acks: u8,
+    /// `recover` of RFC 6582: in fast recovery until SND.UNA passes it.
+    pub recover: Option<SeqNum>,
+}
+
+/// One connection's control block (RFC 9293 §3.3.1), stored in the engine's slab.
+pub(crate) struct Tcb {
+    pub state: State,
+    pub flags: Flags,
+    pub generation: u32,
+    pub key: FlowKey,
+    pub remote_mac: MacAddr,
+    /// The listener that accepted it (for backlog accounting), if passive.
+    pub listener: Option<u32>,
+
+    // Send sequence space (RFC 9293 §3.3.1).
+    pub iss: SeqNum,
+    pub snd_una: SeqNum,
+    pub snd_nxt: SeqNum,
+    /// The highest sequence number sent so far (SND.NXT goes back to SND.UNA on a timeout; this does not).
+    pub snd_max: SeqNum,
+    /// Send window in bytes, already scaled.
+    pub snd_wnd: u32,
+    pub snd_wl1: SeqNum,
+    pub snd_wl2: SeqNum,
+    /// Largest window the peer ever offered (for RFC 5961 §5's ACK range).
+    pub max_snd_wnd: u32,
+    /// Our FIN's sequence number once it has been sent.
+    pub snd_fin: Option<SeqNum>,
+    /// Shift the peer applies to its windows (its RFC 7323 window scale).
+    pub snd_shift: u8,
+    /// Shift we apply to ours.
+    pub rcv_shift: u8,
+    /// Effective send MSS (RFC 9293 §3.7.1, MUST-16).
+    pub mss: u16,
+
+    // Receive sequence space.
+    pub irs: SeqNum,
+    pub rcv_nxt: SeqNum,
+    /// Right edge of the window last advertised (RCV.NXT + RCV.WND when sent): never moved left (SHLD-14).
+    pub rcv_adv: SeqNum,
+    /// Sequence number of a FIN that arrived beyond a hole, processed once the hole fills.
+    pub fin_pending: Option<SeqNum>,
+
+    pub ts: Option<Timestamps>,
+    pub sack_ok: bool,
+
+    pub tx: RingBuffer,
+    pub rx: RingBuffer,
+    pub ooo: Assembler,
+
+    pub rtt: RttEstimator,
+    /// Segment being timed for an RTT sample without timestamps: (sequence number that acks it, send time).
+    pub rtt_probe: Option<(SeqNum, Instant)>,
+    /// Consecutive retransmission timeouts (or persist probes / keep-alives, by state).
+    pub retries: u8,
+    pub cc: Congestion,
+    /// Full-sized segments received since our last ACK (an ACK goes out for every second, RFC 9293 SHLD-19).
+    pub unacked_segments: u8,
+
+    // Timer deadlines; the wheel holds the earliest.
+    pub rto_at: Option<Instant>,
+    pub delack_at: Option<Instant>,
+    pub persist_at: Option<Instant>,
+    pub keepalive_at: Option<Instant>,
+    /// When a pending ARP resolution is retried or given up.
+    pub arp_at: Option<Instant>,
+}
+
+impl Tcb {
+    /// Moves to `to`, checking the edge against the state diagram.
+    #[inline]
+    pub(crate) fn transition(&mut self, to: State) {
+        debug_assert!(self.state.can_become(to), "invalid transition {} -> {}", self.state, to);
+        self.state = to;
+    }
+
+    /// The earliest pending deadline, which the timer wheel holds for this connection.
+    pub(crate) fn next_deadline(&self) -> Option<Instant> {
+        [self.rto_at, self.delack_at, self.persist_at, self.keepalive_at, self.arp_at].into_iter().flatten().min()
+    }
+
+    /// Bytes sent and not yet acknowledged (SYN and FIN count one each).
+    #[inline]
+    pub(crate) fn in_flight(&self) -> u32 {
+        self.snd_max.since(self.snd_una)
+    }
+
+    /// Sequence number just past the last byte of data queued by the application.
+    #[inline]
+    pub(crate) fn data_end(&self) -> SeqNum {
+        // Once our SYN is acknowledged SND.UNA is the first unacknowledged data byte and the send buffer holds
+        // exactly the bytes from SND.UNA on (acknowledged bytes are discarded as ACKs arrive).
+        let start = if self.snd_una == self.iss { self.iss + 1 } else { self.snd_una };
+        match self.snd_fin {
+            Some(fin) if self.snd_una.diff(fin) > 0 => fin,
+            _ => start + self.tx.len() as u32,
+        }
+    }
+
+    /// The receive window we can offer now, in bytes.
+    #[inline]
+    pub(crate) fn rcv_window(&self) -> u32 {
+        let free = self.rx.capacity().saturating_sub(self.rx.len()) as u32;
+        free.min(u32::from(u16::MAX) << self.rcv_shift)
+    }
+}
