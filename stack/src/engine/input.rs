@@ -10,7 +10,6 @@ use super::tcb::{Flags, State, Tcb, Timestamps};
 use super::{Engine, PendingRst, push_event};
 use crate::io::TxSink;
 use crate::time::Instant;
-use crate::wire::SeqNum;
 use crate::wire::ethernet::MacAddr;
 use crate::wire::tcp::TcpRepr;
 
@@ -105,7 +104,7 @@ impl Engine {
         let config = &self.config;
         let tcb = &mut self.conns[index as usize];
         tcb.open(key, iss, config, rcv_shift, ts_offset);
-        tcb.state = State::SynReceived;
+        tcb.transition(State::SynReceived);
         tcb.flags.insert(Flags::PASSIVE);
         tcb.listener = Some(listener as u32);
         tcb.remote_mac = src_mac;

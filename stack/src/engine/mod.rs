@@ -77,7 +77,7 @@ struct Listener {
 
 /// A RST to send that is not tied to a live control block.
 #[derive(Debug, Clone, Copy)]
-struct PendingRst {
+pub(crate) struct PendingRst {
     key: FlowKey,
     remote_mac: MacAddr,
     seq: SeqNum,
@@ -86,7 +86,7 @@ struct PendingRst {
 
 /// RFC 5961 §7: a global budget of challenge ACKs per second.
 #[derive(Debug, Clone, Copy)]
-struct ChallengeLimiter {
+pub(crate) struct ChallengeLimiter {
     second: u64,
     sent: u32,
 }
@@ -762,8 +762,7 @@ impl Tcb {
 
     /// Initializes a free slot for a new connection with ISS `iss` (state set by the caller).
     fn open(&mut self, key: FlowKey, iss: SeqNum, config: &EngineConfig, rcv_shift: u8, ts_offset: u32) {
-        debug_assert!(self.tx.is_empty() && self.rx.is_empty());
-        self.state = State::Closed;
+        debug_assert!(self.tx.is_empty() && self.rx.is_empty() && self.state == State::Listen);
         self.flags = if config.nagle { Flags::default() } else { Flags::NO_DELAY };
         self.key = key;
         self.remote_mac = MacAddr::ZERO;

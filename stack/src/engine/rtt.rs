@@ -56,7 +56,8 @@ impl RttEstimator {
         self.backoff = self.backoff.saturating_add(1);
     }
 
-    /// A new ACK arrived after a backoff: keep the backed-off value until a sample (§5.7 allows resetting).
+    /// The smoothed RTT, once there is a sample.
+    #[cfg(test)]
     pub(crate) fn srtt(&self) -> Option<Duration> {
         self.has_sample.then(|| Duration::from_micros(u64::from(self.srtt)))
     }

@@ -59,6 +59,9 @@ impl State {
         use State::*;
         match (self, to) {
             (_, Closed) => true,
+            // A free slot is in LISTEN: a SYN makes it SYN-RECEIVED, an active OPEN (or SEND) SYN-SENT.
+            (Listen, SynReceived | SynSent) => true,
+            (Closed, SynSent) => true,
             (SynSent, SynReceived | Established) => true,
             (SynReceived, Established | FinWait1) => true,
             (Established, FinWait1 | CloseWait) => true,

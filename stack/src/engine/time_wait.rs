@@ -52,10 +52,6 @@ impl TimeWaitTable {
         self.records.get(index as usize)
     }
 
-    pub(crate) fn get_mut(&mut self, index: u32) -> Option<&mut TimeWait> {
-        self.records.get_mut(index as usize)
-    }
-
     /// Frees a record's slot (the caller removes its flow-table entry and timer).
     pub(crate) fn remove(&mut self, index: u32) {
         debug_assert!((index as usize) < self.records.len());
