@@ -11,6 +11,7 @@
 
 pub mod assembler;
 pub mod buffer;
+pub mod engine;
 pub mod io;
 pub mod isn;
 pub mod time;

@@ -45,7 +45,10 @@ pub(crate) struct FlowTable {
 
 impl FlowTable {
     pub(crate) fn new(limit: usize, hasher: FlowHasher) -> FlowTable {
-        FlowTable { map: HashMap::with_capacity_and_hasher(limit.saturating_mul(2).max(4), hasher), limit }
+        FlowTable {
+            map: HashMap::with_capacity_and_hasher(limit.saturating_mul(2).max(4), hasher),
+            limit,
+        }
     }
 
     #[inline]

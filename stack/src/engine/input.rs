@@ -98,7 +98,11 @@ impl Engine {
         }
         self.listeners[listener].half_open += 1;
         self.counters.passive_opens += 1;
-        let iss = self.isn.isn((key.local_addr, key.local_port), (key.remote_addr, key.remote_port), now);
+        let iss = self.isn.isn(
+            (key.local_addr, key.local_port),
+            (key.remote_addr, key.remote_port),
+            now,
+        );
         let ts_offset = self.ts_offset(&key);
         let rcv_shift = self.rcv_shift;
         let config = &self.config;
@@ -144,7 +148,12 @@ impl Engine {
             }
             Step::Abort(reason) => {
                 let tcb = &self.conns[index as usize];
-                let rst = PendingRst { key: tcb.key, remote_mac: tcb.remote_mac, seq: tcb.snd_nxt, ack: Some(tcb.rcv_nxt) };
+                let rst = PendingRst {
+                    key: tcb.key,
+                    remote_mac: tcb.remote_mac,
+                    seq: tcb.snd_nxt,
+                    ack: Some(tcb.rcv_nxt),
+                };
                 self.send_rst(tx, rst);
                 self.finish_conn(index, reason);
                 return;
@@ -209,7 +218,14 @@ impl Engine {
             start_keepalive(tcb, now, config);
             self.counters.established += 1;
             let generation = tcb.generation;
-            push_event(&mut self.events, self.event_capacity, &mut self.counters, index, generation, EventKind::Connected);
+            push_event(
+                &mut self.events,
+                self.event_capacity,
+                &mut self.counters,
+                index,
+                generation,
+                EventKind::Connected,
+            );
             // Data or FIN on the SYN-ACK: continue at the sixth step (§3.10.7.3).
             if !seg.payload.is_empty() || seg.flags.fin() {
                 let data = self.process_data(now, index, seg);
@@ -239,7 +255,12 @@ impl Engine {
                 return Step::Continue;
             }
         }
-        for step in [Engine::check_sequence, Engine::check_rst, Engine::check_syn, Engine::process_ack] {
+        for step in [
+            Engine::check_sequence,
+            Engine::check_rst,
+            Engine::check_syn,
+            Engine::process_ack,
+        ] {
             match step(self, now, index, seg) {
                 Step::Continue => {}
                 other => return other,
@@ -263,7 +284,9 @@ impl Engine {
             }
         }
         let len = seg.segment_len();
-        let wnd = tcb.rcv_window().max(tcb.rcv_adv.since(tcb.rcv_nxt).min(i32::MAX as u32));
+        let wnd = tcb
+            .rcv_window()
+            .max(tcb.rcv_adv.since(tcb.rcv_nxt).min(i32::MAX as u32));
         let acceptable = match (len, wnd) {
             (0, 0) => seg.seq == tcb.rcv_nxt,
             (0, _) => seg.seq.in_window(tcb.rcv_nxt, wnd),
@@ -365,12 +388,24 @@ impl Engine {
                 Some(l) => {
                     let listener = &mut self.listeners[l as usize];
                     listener.half_open = listener.half_open.saturating_sub(1);
-                    EventKind::Accepted { listener: super::ListenerHandle { index: l, port: listener.port } }
+                    EventKind::Accepted {
+                        listener: super::ListenerHandle {
+                            index: l,
+                            port: listener.port,
+                        },
+                    }
                 }
                 None => EventKind::Connected,
             };
             let generation = tcb.generation;
-            push_event(&mut self.events, self.event_capacity, &mut self.counters, index, generation, kind);
+            push_event(
+                &mut self.events,
+                self.event_capacity,
+                &mut self.counters,
+                index,
+                generation,
+                kind,
+            );
         }
         let tcb = &mut self.conns[index as usize];
         // RFC 5961 §5.2: acceptable ACKs lie in [SND.UNA - MAX.SND.WND, SND.NXT].
@@ -456,11 +491,22 @@ impl Engine {
                 }
             }
         }
-        tcb.rto_at = if tcb.snd_una == tcb.snd_max { None } else { Some(now + tcb.rtt.rto(config.rto_max)) };
+        tcb.rto_at = if tcb.snd_una == tcb.snd_max {
+            None
+        } else {
+            Some(now + tcb.rtt.rto(config.rto_max))
+        };
         if tcb.flags.contains(Flags::WANT_WRITABLE) && tcb.tx.free() > 0 && tcb.state.can_send() {
             tcb.flags.remove(Flags::WANT_WRITABLE);
             let generation = tcb.generation;
-            push_event(&mut self.events, self.event_capacity, &mut self.counters, index, generation, EventKind::Writable);
+            push_event(
+                &mut self.events,
+                self.event_capacity,
+                &mut self.counters,
+                index,
+                generation,
+                EventKind::Writable,
+            );
         }
     }
 
@@ -547,7 +593,14 @@ impl Engine {
             if !tcb.flags.contains(Flags::READABLE_SENT) {
                 tcb.flags.insert(Flags::READABLE_SENT);
                 let generation = tcb.generation;
-                push_event(&mut self.events, self.event_capacity, &mut self.counters, index, generation, EventKind::Readable);
+                push_event(
+                    &mut self.events,
+                    self.event_capacity,
+                    &mut self.counters,
+                    index,
+                    generation,
+                    EventKind::Readable,
+                );
             }
         } else {
             // Out of order: place it beyond the hole and remember the range (RFC 9293 SHLD-31).
@@ -612,7 +665,14 @@ impl Engine {
             }
             _ => Step::Continue,
         };
-        push_event(&mut self.events, self.event_capacity, &mut self.counters, index, generation, EventKind::PeerClosed);
+        push_event(
+            &mut self.events,
+            self.event_capacity,
+            &mut self.counters,
+            index,
+            generation,
+            EventKind::PeerClosed,
+        );
         step
     }
 
@@ -626,7 +686,9 @@ impl Engine {
         seg: &TcpRepr,
         tx: &mut S,
     ) {
-        let Some(record) = self.time_wait.get(tw).copied() else { return };
+        let Some(record) = self.time_wait.get(tw).copied() else {
+            return;
+        };
         if seg.flags.rst() {
             // RFC 1337: a RST must not cut TIME-WAIT short (TIME-WAIT assassination).
             self.counters.drop_rst_time_wait += 1;
@@ -673,7 +735,10 @@ fn negotiate_options(tcb: &mut Tcb, seg: &TcpRepr, config: &super::EngineConfig)
     }
     match (tcb.ts, seg.timestamps) {
         (Some(ts), Some(seg_ts)) if config.timestamps => {
-            tcb.ts = Some(Timestamps { recent: seg_ts.tsval, offset: ts.offset });
+            tcb.ts = Some(Timestamps {
+                recent: seg_ts.tsval,
+                offset: ts.offset,
+            });
             mss -= 12; // every segment carries the 12-byte timestamp option
         }
         _ => tcb.ts = None,

@@ -53,7 +53,9 @@ mod alloc_free {
 
     impl SlotList {
         pub(crate) fn with_capacity(capacity: usize) -> SlotList {
-            SlotList { free: Vec::with_capacity(capacity) }
+            SlotList {
+                free: Vec::with_capacity(capacity),
+            }
         }
         pub(crate) fn pop(&mut self) -> Option<u32> {
             self.free.pop()
@@ -146,8 +148,11 @@ impl Engine {
         config.validate()?;
         let max_conns = config.max_connections;
         let timers = max_conns + config.max_time_wait;
-        let event_capacity =
-            if config.event_capacity == 0 { max_conns.saturating_mul(4).saturating_add(64) } else { config.event_capacity };
+        let event_capacity = if config.event_capacity == 0 {
+            max_conns.saturating_mul(4).saturating_add(64)
+        } else {
+            config.event_capacity
+        };
         let mut free_conns = SlotList::with_capacity(max_conns);
         for index in (0..max_conns as u32).rev() {
             free_conns.push(index);
@@ -234,7 +239,14 @@ impl Engine {
 
     fn push_event(&mut self, index: u32, kind: EventKind) {
         let generation = self.conns[index as usize].generation;
-        push_event(&mut self.events, self.event_capacity, &mut self.counters, index, generation, kind);
+        push_event(
+            &mut self.events,
+            self.event_capacity,
+            &mut self.counters,
+            index,
+            generation,
+            kind,
+        );
     }
 
     // ----- application calls -------------------------------------------------------------------------------
@@ -245,7 +257,12 @@ impl Engine {
         if self.listeners.iter().any(|l| l.active && l.port == port) {
             return Err(Error::PortInUse);
         }
-        let listener = Listener { port, backlog: backlog.max(1), half_open: 0, active: true };
+        let listener = Listener {
+            port,
+            backlog: backlog.max(1),
+            half_open: 0,
+            active: true,
+        };
         let index = match self.listeners.iter().position(|l| !l.active && l.half_open == 0) {
             Some(i) => {
                 self.listeners[i] = listener;
@@ -257,7 +274,10 @@ impl Engine {
             }
             None => return Err(Error::ListenerTableFull),
         };
-        Ok(ListenerHandle { index: index as u32, port })
+        Ok(ListenerHandle {
+            index: index as u32,
+            port,
+        })
     }
 
     /// Stops listening. Connections already accepted or half-open go on.
@@ -285,8 +305,12 @@ impl Engine {
         {
             return Err(Error::InvalidRemote);
         }
-        let mut key =
-            FlowKey { local_addr, remote_addr, local_port: Port(local.port()), remote_port: Port(remote.port()) };
+        let mut key = FlowKey {
+            local_addr,
+            remote_addr,
+            local_port: Port(local.port()),
+            remote_port: Port(remote.port()),
+        };
         if local.port() == 0 {
             key.local_port = self.pick_port(now, key)?;
         } else {
@@ -305,7 +329,11 @@ impl Engine {
             self.counters.drop_table_full += 1;
             return Err(Error::TableFull);
         }
-        let iss = self.isn.isn((key.local_addr, key.local_port), (key.remote_addr, key.remote_port), now);
+        let iss = self.isn.isn(
+            (key.local_addr, key.local_port),
+            (key.remote_addr, key.remote_port),
+            now,
+        );
         let ts_offset = self.ts_offset(&key);
         let config = &self.config;
         let tcb = &mut self.conns[index as usize];
@@ -323,7 +351,10 @@ impl Engine {
         }
         self.counters.active_opens += 1;
         self.mark_dirty(index);
-        Ok(ConnHandle { index, generation: self.conns[index as usize].generation })
+        Ok(ConnHandle {
+            index,
+            generation: self.conns[index as usize].generation,
+        })
     }
 
     /// Queues `data` for sending (RFC 9293 §3.10.2); returns how much was taken, which may be less than asked
@@ -343,7 +374,11 @@ impl Engine {
             tcb.flags.insert(Flags::WANT_WRITABLE);
         }
         if taken == 0 {
-            return Err(if tcb.tx.has_chunk() { Error::WouldBlock } else { Error::NoBuffer });
+            return Err(if tcb.tx.has_chunk() {
+                Error::WouldBlock
+            } else {
+                Error::NoBuffer
+            });
         }
         self.mark_dirty(index);
         Ok(taken)
@@ -359,7 +394,11 @@ impl Engine {
         let n = tcb.rx.dequeue_slice(&mut self.pool, buf);
         if n == 0 {
             let eof = tcb.flags.contains(Flags::PEER_FIN) || tcb.state == State::Closed;
-            return if eof || buf.is_empty() { Ok(0) } else { Err(Error::WouldBlock) };
+            return if eof || buf.is_empty() {
+                Ok(0)
+            } else {
+                Err(Error::WouldBlock)
+            };
         }
         // Receiver-side silly window avoidance (RFC 9293 §3.8.6.2.2): announce a reopened window only once it
         // has grown by min(buffer/2, MSS).
@@ -435,7 +474,11 @@ impl Engine {
     pub fn set_nodelay(&mut self, conn: ConnHandle, nodelay: bool) -> Result<(), Error> {
         let index = self.check(conn)?;
         let flags = &mut self.conns[index as usize].flags;
-        if nodelay { flags.insert(Flags::NO_DELAY) } else { flags.remove(Flags::NO_DELAY) }
+        if nodelay {
+            flags.insert(Flags::NO_DELAY)
+        } else {
+            flags.remove(Flags::NO_DELAY)
+        }
         Ok(())
     }
 
@@ -545,7 +588,12 @@ impl Engine {
     fn reset_conn(&mut self, index: u32, reason: CloseReason) {
         let tcb = &self.conns[index as usize];
         if tcb.state.is_synchronized() || tcb.state == State::SynReceived {
-            let rst = PendingRst { key: tcb.key, remote_mac: tcb.remote_mac, seq: tcb.snd_nxt, ack: Some(tcb.rcv_nxt) };
+            let rst = PendingRst {
+                key: tcb.key,
+                remote_mac: tcb.remote_mac,
+                seq: tcb.snd_nxt,
+                ack: Some(tcb.rcv_nxt),
+            };
             if self.pending_rsts.len() < self.pending_rsts.capacity() {
                 self.pending_rsts.push(rst);
             }
@@ -614,7 +662,9 @@ impl Engine {
         if !self.config.time_wait_reuse {
             return false;
         }
-        let Some(record) = self.time_wait.get(tw) else { return false };
+        let Some(record) = self.time_wait.get(tw) else {
+            return false;
+        };
         if record.ts_recent.is_none() {
             return false;
         }
@@ -635,7 +685,10 @@ impl Engine {
         for _ in 0..span {
             let port = self.next_port;
             self.next_port = if port >= hi { lo } else { port + 1 };
-            let candidate = FlowKey { local_port: Port(port), ..key };
+            let candidate = FlowKey {
+                local_port: Port(port),
+                ..key
+            };
             match self.flows.get(&candidate) {
                 None => return Ok(Port(port)),
                 Some(FlowSlot::TimeWait(tw)) if self.time_wait_reusable(now, tw) => {
@@ -651,7 +704,9 @@ impl Engine {
     /// A per-address-pair offset for our TSvals (RFC 7323 §7.1), stable across connections of the same pair so
     /// TSvals keep increasing from one connection to the next (which RFC 6191 reuse relies on).
     fn ts_offset(&self, key: &FlowKey) -> u32 {
-        self.isn.isn((key.local_addr, Port(0)), (key.remote_addr, Port(0)), Instant::ZERO).0
+        self.isn
+            .isn((key.local_addr, Port(0)), (key.remote_addr, Port(0)), Instant::ZERO)
+            .0
     }
 
     /// Runs the timers due at `now`: retransmissions, delayed ACKs, persist and keep-alive probes, ARP retries,
@@ -712,7 +767,10 @@ fn push_event(
         counters.events_dropped += 1;
         return;
     }
-    events.push_back(Event { conn: ConnHandle { index, generation }, kind });
+    events.push_back(Event {
+        conn: ConnHandle { index, generation },
+        kind,
+    });
 }
 
 impl Tcb {
@@ -723,7 +781,12 @@ impl Tcb {
             state: State::Listen,
             flags: Flags::default(),
             generation: 0,
-            key: FlowKey { local_addr: unspecified, remote_addr: unspecified, local_port: Port(0), remote_port: Port(0) },
+            key: FlowKey {
+                local_addr: unspecified,
+                remote_addr: unspecified,
+                local_port: Port(0),
+                remote_port: Port(0),
+            },
             remote_mac: MacAddr::ZERO,
             listener: None,
             iss: SeqNum(0),
@@ -750,7 +813,12 @@ impl Tcb {
             rtt: RttEstimator::new(config.rto_initial),
             rtt_probe: None,
             retries: 0,
-            cc: Congestion { cwnd: 0, ssthresh: u32::MAX, dup_acks: 0, recover: None },
+            cc: Congestion {
+                cwnd: 0,
+                ssthresh: u32::MAX,
+                dup_acks: 0,
+                recover: None,
+            },
             unacked_segments: 0,
             rto_at: None,
             delack_at: None,
@@ -763,7 +831,11 @@ impl Tcb {
     /// Initializes a free slot for a new connection with ISS `iss` (state set by the caller).
     fn open(&mut self, key: FlowKey, iss: SeqNum, config: &EngineConfig, rcv_shift: u8, ts_offset: u32) {
         debug_assert!(self.tx.is_empty() && self.rx.is_empty() && self.state == State::Listen);
-        self.flags = if config.nagle { Flags::default() } else { Flags::NO_DELAY };
+        self.flags = if config.nagle {
+            Flags::default()
+        } else {
+            Flags::NO_DELAY
+        };
         self.key = key;
         self.remote_mac = MacAddr::ZERO;
         self.listener = None;
@@ -784,13 +856,21 @@ impl Tcb {
         self.rcv_nxt = SeqNum(0);
         self.rcv_adv = SeqNum(0);
         self.fin_pending = None;
-        self.ts = config.timestamps.then_some(tcb::Timestamps { recent: 0, offset: ts_offset });
+        self.ts = config.timestamps.then_some(tcb::Timestamps {
+            recent: 0,
+            offset: ts_offset,
+        });
         self.sack_ok = config.sack;
         self.ooo.clear();
         self.rtt = RttEstimator::new(config.rto_initial);
         self.rtt_probe = None;
         self.retries = 0;
-        self.cc = Congestion { cwnd: 0, ssthresh: u32::MAX, dup_acks: 0, recover: None };
+        self.cc = Congestion {
+            cwnd: 0,
+            ssthresh: u32::MAX,
+            dup_acks: 0,
+            recover: None,
+        };
         self.unacked_segments = 0;
         self.clear_timers();
     }

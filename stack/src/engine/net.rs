@@ -30,7 +30,11 @@ pub(crate) struct NeighborCache {
 
 impl NeighborCache {
     pub(crate) fn new(limit: usize, hasher: FlowHasher) -> NeighborCache {
-        NeighborCache { map: HashMap::with_capacity_and_hasher(limit * 2, hasher), limit, asked: Vec::with_capacity(64) }
+        NeighborCache {
+            map: HashMap::with_capacity_and_hasher(limit * 2, hasher),
+            limit,
+            asked: Vec::with_capacity(64),
+        }
     }
 
     pub(crate) fn get(&self, addr: Ipv4Addr) -> Option<MacAddr> {
@@ -68,6 +72,7 @@ impl NeighborCache {
 }
 
 /// Writes the Ethernet and IPv4 headers of an outgoing packet carrying `payload_len` bytes of `protocol`.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn emit_l2_l3(
     buf: &mut [u8],
     src_mac: MacAddr,
@@ -78,7 +83,11 @@ pub(crate) fn emit_l2_l3(
     payload_len: usize,
     ident: u16,
 ) {
-    let eth = EthernetRepr { src_addr: src_mac, dst_addr: dst_mac, ethertype: EtherType::Ipv4 };
+    let eth = EthernetRepr {
+        src_addr: src_mac,
+        dst_addr: dst_mac,
+        ethertype: EtherType::Ipv4,
+    };
     let ip = Ipv4Repr {
         src_addr: src,
         dst_addr: dst,
@@ -96,7 +105,11 @@ pub(crate) fn emit_l2_l3(
 
 impl Engine {
     fn policy(&self) -> ChecksumPolicy {
-        if self.config.verify_checksums { ChecksumPolicy::Verify } else { ChecksumPolicy::Trust }
+        if self.config.verify_checksums {
+            ChecksumPolicy::Verify
+        } else {
+            ChecksumPolicy::Trust
+        }
     }
 
     fn is_ours(&self, addr: Ipv4Addr) -> bool {
@@ -163,7 +176,11 @@ impl Engine {
     }
 
     fn send_arp<S: TxSink>(&mut self, tx: &mut S, repr: ArpRepr, dst_mac: MacAddr) {
-        let eth = EthernetRepr { src_addr: self.config.mac, dst_addr: dst_mac, ethertype: EtherType::Arp };
+        let eth = EthernetRepr {
+            src_addr: self.config.mac,
+            dst_addr: dst_mac,
+            ethertype: EtherType::Arp,
+        };
         // 42 bytes; short frames are padded by the NIC (veth and AF_XDP accept them as they are).
         let len = EthernetRepr::HEADER_LEN + repr.buffer_len();
         let sent = tx.transmit(len, |buf| {
@@ -317,9 +334,19 @@ impl Engine {
             return;
         }
         let rst = if seg.flags.ack() {
-            PendingRst { key, remote_mac, seq: seg.ack, ack: None }
+            PendingRst {
+                key,
+                remote_mac,
+                seq: seg.ack,
+                ack: None,
+            }
         } else {
-            PendingRst { key, remote_mac, seq: crate::wire::SeqNum(0), ack: Some(seg.seq + seg.segment_len()) }
+            PendingRst {
+                key,
+                remote_mac,
+                seq: crate::wire::SeqNum(0),
+                ack: Some(seg.seq + seg.segment_len()),
+            }
         };
         self.send_rst(tx, rst);
     }

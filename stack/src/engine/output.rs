@@ -16,7 +16,11 @@ use crate::wire::{IpProtocol, SeqNum};
 /// SYN or SYN-ACK (§2.2).
 pub(crate) fn window_field(tcb: &Tcb) -> u16 {
     let wnd = tcb.rcv_window();
-    let shift = if matches!(tcb.state, State::SynSent | State::SynReceived) { 0 } else { tcb.rcv_shift };
+    let shift = if matches!(tcb.state, State::SynSent | State::SynReceived) {
+        0
+    } else {
+        tcb.rcv_shift
+    };
     (wnd >> shift).min(u32::from(u16::MAX)) as u16
 }
 
@@ -38,7 +42,9 @@ impl Engine {
     pub(crate) fn transmit_conn<S: TxSink>(&mut self, now: Instant, index: u32, tx: &mut S) {
         // Bounded: a connection sends at most a window's worth per call, one MSS per segment.
         for _ in 0..256 {
-            let Some(plan) = self.plan_segment(now, index) else { break };
+            let Some(plan) = self.plan_segment(now, index) else {
+                break;
+            };
             if !self.emit_plan(now, index, &plan, tx) {
                 // The ring is full: keep the connection dirty for the next poll; nothing was committed.
                 self.mark_dirty(index);
@@ -102,7 +108,14 @@ impl Engine {
                 if len > 0 {
                     flags |= TcpFlags::PSH;
                 }
-                return Some(Plan { flags, seq: tcb.snd_una, data_offset: 0, data_len: len, next: None, retransmit: true });
+                return Some(Plan {
+                    flags,
+                    seq: tcb.snd_una,
+                    data_offset: 0,
+                    data_len: len,
+                    next: None,
+                    retransmit: true,
+                });
             }
         }
 
@@ -117,7 +130,8 @@ impl Engine {
         // window space.
         let fin_fits = want_fin && len == avail && tcb.snd_fin.is_none_or(|fin| tcb.snd_nxt.diff(fin) <= 0);
         // Nagle (RFC 9293 §3.7.4): hold a small segment while data is unacknowledged.
-        let nagle_holds = len < mss && len == avail && !fin_fits && sent_unacked > 0 && !tcb.flags.contains(Flags::NO_DELAY);
+        let nagle_holds =
+            len < mss && len == avail && !fin_fits && sent_unacked > 0 && !tcb.flags.contains(Flags::NO_DELAY);
         if (len > 0 && !nagle_holds) || fin_fits {
             let mut flags = ack_flag;
             if fin_fits {
@@ -129,7 +143,14 @@ impl Engine {
             let seq = tcb.snd_nxt;
             let next = seq + len as u32 + u32::from(fin_fits);
             let retransmit = tcb.snd_max.diff(seq) > 0;
-            return Some(Plan { flags, seq, data_offset: sent_unacked, data_len: len, next: Some(next), retransmit });
+            return Some(Plan {
+                flags,
+                seq,
+                data_offset: sent_unacked,
+                data_len: len,
+                next: Some(next),
+                retransmit,
+            });
         }
 
         // Zero-window or keep-alive probe: an ACK one below SND.UNA makes the peer answer with its window.
@@ -163,14 +184,25 @@ impl Engine {
             src_port: tcb.key.local_port,
             dst_port: tcb.key.remote_port,
             seq: plan.seq,
-            ack: if plan.flags.contains(TcpFlags::ACK) { tcb.rcv_nxt } else { SeqNum(0) },
+            ack: if plan.flags.contains(TcpFlags::ACK) {
+                tcb.rcv_nxt
+            } else {
+                SeqNum(0)
+            },
             flags: plan.flags,
             window: window_field(tcb),
             ..TcpRepr::default()
         };
         if let Some(ts) = tcb.ts {
-            let tsecr = if plan.flags.contains(TcpFlags::ACK) { ts.recent } else { 0 };
-            repr.timestamps = Some(TcpTimestamps { tsval: ts_now(now, ts.offset), tsecr });
+            let tsecr = if plan.flags.contains(TcpFlags::ACK) {
+                ts.recent
+            } else {
+                0
+            };
+            repr.timestamps = Some(TcpTimestamps {
+                tsval: ts_now(now, ts.offset),
+                tsecr,
+            });
         }
         if syn {
             repr.mss = Some(config_mss);
@@ -288,12 +320,19 @@ impl Engine {
             ack: record.rcv_nxt,
             flags: TcpFlags::ACK,
             window: record.window,
-            timestamps: record
-                .ts_recent
-                .map(|recent| TcpTimestamps { tsval: ts_now(now, record.ts_offset), tsecr: recent }),
+            timestamps: record.ts_recent.map(|recent| TcpTimestamps {
+                tsval: ts_now(now, record.ts_offset),
+                tsecr: recent,
+            }),
             ..TcpRepr::default()
         };
-        self.send_bare(tx, record.key.local_addr, record.key.remote_addr, record.remote_mac, &repr);
+        self.send_bare(
+            tx,
+            record.key.local_addr,
+            record.key.remote_addr,
+            record.remote_mac,
+            &repr,
+        );
     }
 
     /// Sends a RST not tied to a control block.
@@ -364,7 +403,11 @@ impl Engine {
         if outcome.is_none() && due(tcb.rto_at) {
             tcb.rto_at = None;
             self.counters.rto_fired += 1;
-            let limit = if tcb.state.is_synchronized() { config.data_retries } else { config.syn_retries };
+            let limit = if tcb.state.is_synchronized() {
+                config.data_retries
+            } else {
+                config.syn_retries
+            };
             if tcb.retries >= limit {
                 if tcb.state == State::SynReceived && tcb.flags.contains(Flags::PASSIVE) {
                     self.counters.syn_received_timeouts += 1;

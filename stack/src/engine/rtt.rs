@@ -23,7 +23,13 @@ fn micros(d: Duration) -> u32 {
 impl RttEstimator {
     /// Before any sample, RTO is the initial value (§2.1: 1 s).
     pub(crate) fn new(initial: Duration) -> RttEstimator {
-        RttEstimator { srtt: 0, rttvar: 0, rto: micros(initial), has_sample: false, backoff: 0 }
+        RttEstimator {
+            srtt: 0,
+            rttvar: 0,
+            rto: micros(initial),
+            has_sample: false,
+            backoff: 0,
+        }
     }
 
     /// Takes one RTT measurement R (§2.2, §2.3). Callers follow Karn's rule (RFC 9293 MUST-18): no samples from
@@ -40,7 +46,9 @@ impl RttEstimator {
             self.rttvar = r / 2;
             self.has_sample = true;
         }
-        let rto = self.srtt.saturating_add(GRANULARITY_US.max(self.rttvar.saturating_mul(4)));
+        let rto = self
+            .srtt
+            .saturating_add(GRANULARITY_US.max(self.rttvar.saturating_mul(4)));
         self.rto = rto.clamp(micros(min), micros(max));
         self.backoff = 0;
     }

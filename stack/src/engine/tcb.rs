@@ -40,7 +40,10 @@ pub enum State {
 impl State {
     /// Whether the state is one of the synchronized states (RFC 9293 §3.5.2: after the handshake).
     pub fn is_synchronized(self) -> bool {
-        !matches!(self, State::Closed | State::Listen | State::SynSent | State::SynReceived)
+        !matches!(
+            self,
+            State::Closed | State::Listen | State::SynSent | State::SynReceived
+        )
     }
 
     /// Whether our side may still send new data.
@@ -50,7 +53,10 @@ impl State {
 
     /// Whether the peer may still send data that we accept.
     pub fn can_receive(self) -> bool {
-        matches!(self, State::SynReceived | State::Established | State::FinWait1 | State::FinWait2)
+        matches!(
+            self,
+            State::SynReceived | State::Established | State::FinWait1 | State::FinWait2
+        )
     }
 
     /// The edges of the RFC 9293 §3.3.2 state diagram (plus the RST and timeout exits to CLOSED that §3.10
@@ -234,7 +240,16 @@ impl Tcb {
 
     /// The earliest pending deadline, which the timer wheel holds for this connection.
     pub(crate) fn next_deadline(&self) -> Option<Instant> {
-        [self.rto_at, self.delack_at, self.persist_at, self.keepalive_at, self.arp_at].into_iter().flatten().min()
+        [
+            self.rto_at,
+            self.delack_at,
+            self.persist_at,
+            self.keepalive_at,
+            self.arp_at,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// Bytes sent and not yet acknowledged (SYN and FIN count one each).
@@ -248,7 +263,11 @@ impl Tcb {
     pub(crate) fn data_end(&self) -> SeqNum {
         // Once our SYN is acknowledged SND.UNA is the first unacknowledged data byte and the send buffer holds
         // exactly the bytes from SND.UNA on (acknowledged bytes are discarded as ACKs arrive).
-        let start = if self.snd_una == self.iss { self.iss + 1 } else { self.snd_una };
+        let start = if self.snd_una == self.iss {
+            self.iss + 1
+        } else {
+            self.snd_una
+        };
         match self.snd_fin {
             Some(fin) if self.snd_una.diff(fin) > 0 => fin,
             _ => start + self.tx.len() as u32,

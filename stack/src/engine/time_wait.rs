@@ -32,7 +32,11 @@ pub(crate) struct TimeWaitTable {
 
 impl TimeWaitTable {
     pub(crate) fn new(capacity: usize) -> TimeWaitTable {
-        TimeWaitTable { records: Vec::with_capacity(capacity), free: Vec::with_capacity(capacity), capacity }
+        TimeWaitTable {
+            records: Vec::with_capacity(capacity),
+            free: Vec::with_capacity(capacity),
+            capacity,
+        }
     }
 
     /// Stores a record; `None` when full.
@@ -69,6 +73,10 @@ mod tests {
 
     #[test]
     fn time_wait_record_is_at_most_64_bytes() {
-        assert!(core::mem::size_of::<TimeWait>() <= 64, "{}", core::mem::size_of::<TimeWait>());
+        assert!(
+            core::mem::size_of::<TimeWait>() <= 64,
+            "{}",
+            core::mem::size_of::<TimeWait>()
+        );
     }
 }
