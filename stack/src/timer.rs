@@ -50,6 +50,9 @@ impl TimerWheel {
     pub fn len(&self) -> usize {
         self.n
     }
+    pub fn is_empty(&self) -> bool {
+        self.n == 0
+    }
     pub fn advance(&mut self, now: Instant, mut f: impl FnMut(TimerId)) {
         for i in 0..self.d.len() {
             if let Some(at) = self.d[i] {
