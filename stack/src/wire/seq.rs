@@ -118,8 +118,9 @@ mod tests {
     fn seqnum_equal_is_not_less() {
         let a = SeqNum(7);
         let b = SeqNum(7);
-        assert!(a <= b && a >= b);
-        assert!(!(a < b));
+        assert!(a <= b);
+        assert!(a >= b);
+        assert_ne!(a.partial_cmp(&b), Some(Ordering::Less));
         assert_eq!(a.partial_cmp(&b), Some(Ordering::Equal));
     }
 }
