@@ -254,6 +254,18 @@ impl Engine {
                 tcb.snd_nxt = tcb.iss;
                 return Step::Continue;
             }
+            // Simultaneous open (RFC 9293 Figure 7, line 7): the peer's SYN-ACK repeats its SYN, which lies just
+            // before RCV.NXT; like Linux, take it as the ACK it also is rather than as an old duplicate.
+            let simultaneous = tcb.state == State::SynReceived
+                && !tcb.flags.contains(Flags::PASSIVE)
+                && seg.flags.syn()
+                && seg.flags.ack()
+                && !seg.flags.rst()
+                && seg.seq + 1 == tcb.rcv_nxt
+                && seg.ack == tcb.snd_nxt;
+            if simultaneous {
+                return self.process_ack(now, index, seg);
+            }
         }
         for step in [
             Engine::check_sequence,
@@ -731,6 +743,7 @@ fn negotiate_options(tcb: &mut Tcb, seg: &TcpRepr, config: &super::EngineConfig)
         _ => {
             tcb.snd_shift = 0;
             tcb.rcv_shift = 0;
+            tcb.wscale_ok = false;
         }
     }
     match (tcb.ts, seg.timestamps) {

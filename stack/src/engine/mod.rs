@@ -800,6 +800,7 @@ impl Tcb {
             snd_fin: None,
             snd_shift: 0,
             rcv_shift: 0,
+            wscale_ok: false,
             mss: 536,
             irs: SeqNum(0),
             rcv_nxt: SeqNum(0),
@@ -850,6 +851,7 @@ impl Tcb {
         self.snd_fin = None;
         self.snd_shift = 0;
         self.rcv_shift = rcv_shift;
+        self.wscale_ok = config.window_scaling;
         // Until the peer's MSS option says otherwise, assume the IPv4 default (RFC 9293 MUST-15).
         self.mss = 536;
         self.irs = SeqNum(0);

@@ -206,13 +206,8 @@ impl Engine {
         }
         if syn {
             repr.mss = Some(config_mss);
-            let passive = tcb.state == State::SynReceived && tcb.flags.contains(Flags::PASSIVE);
-            // In a SYN-ACK only what the peer offered; in a SYN everything configured.
-            repr.window_scale = if tcb.rcv_shift > 0 || (!passive && self.config.window_scaling) {
-                Some(tcb.rcv_shift)
-            } else {
-                None
-            };
+            // In a SYN everything configured; in a SYN-ACK only what the peer offered (negotiation cleared the rest).
+            repr.window_scale = tcb.wscale_ok.then_some(tcb.rcv_shift);
             repr.sack_permitted = tcb.sack_ok;
         } else if tcb.sack_ok && !tcb.ooo.is_empty() {
             let mut blocks = SackBlocks::new();

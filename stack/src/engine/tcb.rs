@@ -194,6 +194,8 @@ pub(crate) struct Tcb {
     pub snd_shift: u8,
     /// Shift we apply to ours.
     pub rcv_shift: u8,
+    /// Window scaling is in use (both SYNs carried the option, RFC 7323 §1.3); shifts may still be zero.
+    pub wscale_ok: bool,
     /// Effective send MSS (RFC 9293 §3.7.1, MUST-16).
     pub mss: u16,
 

@@ -1,0 +1,808 @@
+//! One engine against hand-built segments: every transition of the RFC 9293 §3.3.2 state diagram and the
+//! §3.10.7 rules, with exact flags, sequence and acknowledgment numbers. Tests are named
+//! `<state>_<event>_<expectation>` and cite what they check.
+
+use core::net::{Ipv4Addr, SocketAddrV4};
+use core::time::Duration;
+
+use synack::engine::{CloseReason, ConnHandle, Engine, EngineConfig, Event, EventKind, State};
+use synack::isn::Secret;
+use synack::time::Instant;
+use synack::wire::ethernet::{EtherType, EthernetRepr, Frame, MacAddr};
+use synack::wire::tcp::{self, TcpFlags, TcpRepr, TcpTimestamps};
+use synack::wire::{ChecksumPolicy, IpProtocol, Port, SeqNum, ipv4};
+
+const US: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
+const PEER: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
+const US_MAC: MacAddr = MacAddr([2, 0, 0, 0, 0, 2]);
+const PEER_MAC: MacAddr = MacAddr([2, 0, 0, 0, 0, 1]);
+const US_PORT: u16 = 80;
+const PEER_PORT: u16 = 40000;
+/// The peer's ISN in every test.
+const X: u32 = 1_000_000;
+const MSL: Duration = Duration::from_secs(30);
+
+/// A segment as it left the engine, with its payload copied out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Out {
+    flags: TcpFlags,
+    seq: u32,
+    ack: u32,
+    window: u16,
+    payload: Vec<u8>,
+    mss: Option<u16>,
+    window_scale: Option<u8>,
+    sack_permitted: bool,
+    timestamps: Option<TcpTimestamps>,
+    sack: Vec<(u32, u32)>,
+}
+
+struct Harness {
+    engine: Engine,
+    now: Instant,
+    events: Vec<Event>,
+}
+
+fn config() -> EngineConfig {
+    EngineConfig {
+        mac: US_MAC,
+        addresses: vec![US],
+        max_connections: 16,
+        max_time_wait: 16,
+        buffer_size: 8192,
+        buffer_count: 64,
+        msl: MSL,
+        delayed_ack: None,
+        timestamps: false,
+        ..EngineConfig::default()
+    }
+}
+
+impl Harness {
+    fn new(config: EngineConfig) -> Harness {
+        let now = Instant::from_millis(10_000);
+        let mut engine = Engine::with_secrets(config, now, Secret::from_seed(7), Secret::from_seed(8)).unwrap();
+        engine.add_neighbor(PEER, PEER_MAC);
+        Harness {
+            engine,
+            now,
+            events: Vec::new(),
+        }
+    }
+
+    fn listening() -> Harness {
+        let mut h = Harness::new(config());
+        h.engine.listen(Port(US_PORT), 8).unwrap();
+        h
+    }
+
+    /// Feeds one segment from the peer; returns the segments the engine sends in reply (poll_transmit included).
+    fn send(&mut self, seg: TcpRepr) -> Vec<Out> {
+        let frame = build_frame(&seg);
+        let mut out: Vec<Vec<u8>> = Vec::new();
+        self.engine.handle_frame(self.now, &frame, &mut out);
+        self.flush(out)
+    }
+
+    /// Runs timers and transmit at the current time.
+    fn poll(&mut self) -> Vec<Out> {
+        self.engine.handle_timeouts(self.now);
+        self.flush(Vec::new())
+    }
+
+    fn advance(&mut self, by: Duration) -> Vec<Out> {
+        self.now += by;
+        self.poll()
+    }
+
+    fn flush(&mut self, mut out: Vec<Vec<u8>>) -> Vec<Out> {
+        while let Some(e) = self.engine.poll_event() {
+            self.events.push(e);
+        }
+        self.engine.poll_transmit(self.now, &mut out);
+        out.iter().map(|f| parse_frame(f)).collect()
+    }
+
+    fn take_events(&mut self) -> Vec<EventKind> {
+        core::mem::take(&mut self.events).into_iter().map(|e| e.kind).collect()
+    }
+
+    /// LISTEN -> SYN-RECEIVED -> ESTABLISHED by the textbook handshake; returns the handle and our ISN y.
+    fn established() -> (Harness, ConnHandle, u32) {
+        let mut h = Harness::listening();
+        let out = h.send(syn(X));
+        let y = out[0].seq;
+        assert!(h.send(seg(TcpFlags::ACK, X + 1, y + 1)).is_empty());
+        let conn = match h.events.pop() {
+            Some(Event {
+                conn,
+                kind: EventKind::Accepted { .. },
+            }) => conn,
+            other => panic!("expected Accepted, got {other:?}"),
+        };
+        (h, conn, y)
+    }
+}
+
+fn seg(flags: TcpFlags, seq: u32, ack: u32) -> TcpRepr<'static> {
+    TcpRepr {
+        src_port: Port(PEER_PORT),
+        dst_port: Port(US_PORT),
+        seq: SeqNum(seq),
+        ack: SeqNum(ack),
+        flags,
+        window: 65535,
+        ..TcpRepr::default()
+    }
+}
+
+fn syn(seq: u32) -> TcpRepr<'static> {
+    TcpRepr {
+        mss: Some(1460),
+        ..seg(TcpFlags::SYN, seq, 0)
+    }
+}
+
+fn data(seq: u32, ack: u32, payload: &'static [u8]) -> TcpRepr<'static> {
+    TcpRepr {
+        payload,
+        ..seg(TcpFlags::ACK | TcpFlags::PSH, seq, ack)
+    }
+}
+
+fn build_frame(seg: &TcpRepr) -> Vec<u8> {
+    let tcp_len = seg.buffer_len();
+    let mut frame = vec![0u8; 14 + 20 + tcp_len];
+    let eth = EthernetRepr {
+        src_addr: PEER_MAC,
+        dst_addr: US_MAC,
+        ethertype: EtherType::Ipv4,
+    };
+    eth.emit(&mut Frame::new_unchecked(&mut frame[..14])).unwrap();
+    let ip = ipv4::Ipv4Repr {
+        src_addr: PEER,
+        dst_addr: US,
+        next_header: IpProtocol::Tcp,
+        payload_len: tcp_len,
+        ttl: 64,
+        dont_frag: true,
+        ident: 1,
+        tos: 0,
+    };
+    ip.emit(&mut ipv4::Packet::new_unchecked(&mut frame[14..])).unwrap();
+    seg.emit(&mut tcp::Packet::new_unchecked(&mut frame[34..]), PEER, US);
+    frame
+}
+
+fn parse_frame(frame: &[u8]) -> Out {
+    let eth = Frame::new_checked(frame).unwrap();
+    assert_eq!(eth.ethertype(), EtherType::Ipv4, "only TCP expected");
+    assert_eq!(eth.dst_addr(), PEER_MAC);
+    let ip = ipv4::Packet::new_checked(eth.payload()).unwrap();
+    let ip_repr = ipv4::Ipv4Repr::parse(&ip, ChecksumPolicy::Verify).unwrap();
+    assert_eq!((ip_repr.src_addr, ip_repr.dst_addr), (US, PEER));
+    let packet = tcp::Packet::new_checked(ip.payload()).unwrap();
+    let repr = TcpRepr::parse(&packet, US, PEER, ChecksumPolicy::Verify).unwrap();
+    Out {
+        flags: repr.flags,
+        seq: repr.seq.0,
+        ack: repr.ack.0,
+        window: repr.window,
+        payload: repr.payload.to_vec(),
+        mss: repr.mss,
+        window_scale: repr.window_scale,
+        sack_permitted: repr.sack_permitted,
+        timestamps: repr.timestamps,
+        sack: repr.sack_blocks.iter().map(|(l, r)| (l.0, r.0)).collect(),
+    }
+}
+
+fn flags(out: &[Out]) -> Vec<TcpFlags> {
+    out.iter().map(|o| o.flags).collect()
+}
+
+const ACK: TcpFlags = TcpFlags::ACK;
+
+// ----- LISTEN and CLOSED ------------------------------------------------------------------------------------
+
+/// RFC 9293 §3.5 Figure 6 line 2-3 and §3.10.7.2: SYN x -> SYN-ACK with seq y, ack x+1.
+#[test]
+fn listen_syn_sends_syn_ack() {
+    let mut h = Harness::listening();
+    let out = h.send(syn(X));
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].flags, TcpFlags::SYN | ACK);
+    assert_eq!(out[0].ack, X + 1);
+    assert_eq!(out[0].mss, Some(1460), "MSS sent (MUST-14)");
+    assert_eq!(
+        out[0].window_scale, None,
+        "no window scale unless the SYN offered it (RFC 7323 §1.3)"
+    );
+    assert!(!out[0].sack_permitted, "no SACK-permitted unless offered");
+    assert_eq!(h.engine.connection_count(), 1);
+}
+
+/// RFC 9293 §3.10.7.2: the SYN-ACK answers only the options the SYN offered.
+#[test]
+fn listen_syn_with_options_echoes_them() {
+    let mut h = Harness::new(EngineConfig {
+        timestamps: true,
+        ..config()
+    });
+    h.engine.listen(Port(US_PORT), 8).unwrap();
+    let s = TcpRepr {
+        window_scale: Some(7),
+        sack_permitted: true,
+        timestamps: Some(TcpTimestamps { tsval: 4242, tsecr: 0 }),
+        ..syn(X)
+    };
+    let out = h.send(s);
+    assert_eq!(out[0].flags, TcpFlags::SYN | ACK);
+    assert!(out[0].window_scale.is_some());
+    assert!(out[0].sack_permitted);
+    assert_eq!(
+        out[0].timestamps.map(|t| t.tsecr),
+        Some(4242),
+        "TSecr echoes the SYN's TSval (RFC 7323 §4.2)"
+    );
+}
+
+/// RFC 9293 §3.10.7.2: an ACK in LISTEN gets <SEQ=SEG.ACK><CTL=RST>.
+#[test]
+fn listen_ack_sends_rst() {
+    let mut h = Harness::listening();
+    let out = h.send(seg(ACK, X, 5555));
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].flags, TcpFlags::RST);
+    assert_eq!(out[0].seq, 5555);
+    assert_eq!(h.engine.connection_count(), 0);
+}
+
+/// RFC 9293 §3.10.7.2: a RST in LISTEN is ignored.
+#[test]
+fn listen_rst_is_ignored() {
+    let mut h = Harness::listening();
+    assert!(h.send(seg(TcpFlags::RST, X, 0)).is_empty());
+}
+
+/// RFC 9293 §3.10.7.1: a SYN to a closed port gets <SEQ=0><ACK=SEG.SEQ+SEG.LEN><CTL=RST,ACK>.
+#[test]
+fn closed_syn_sends_rst_ack() {
+    let mut h = Harness::new(config());
+    let out = h.send(syn(X));
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].flags, TcpFlags::RST | ACK);
+    assert_eq!((out[0].seq, out[0].ack), (0, X + 1));
+    assert_eq!(h.engine.counters().no_listener, 1);
+}
+
+/// RFC 9293 §3.10.7.1: an ACK to a closed port gets <SEQ=SEG.ACK><CTL=RST>; a RST gets nothing.
+#[test]
+fn closed_ack_sends_rst_and_rst_gets_nothing() {
+    let mut h = Harness::new(config());
+    let out = h.send(data(X, 777, b"abc"));
+    assert_eq!(flags(&out), vec![TcpFlags::RST]);
+    assert_eq!(out[0].seq, 777);
+    assert!(h.send(seg(TcpFlags::RST | ACK, X, 777)).is_empty());
+}
+
+/// Listen backlog: SYNs beyond the SYN-RECEIVED bound are dropped and counted.
+#[test]
+fn listen_syn_beyond_backlog_is_dropped() {
+    let mut h = Harness::new(config());
+    h.engine.listen(Port(US_PORT), 1).unwrap();
+    assert_eq!(h.send(syn(X)).len(), 1);
+    let other = TcpRepr {
+        src_port: Port(PEER_PORT + 1),
+        ..syn(X)
+    };
+    assert!(h.send(other).is_empty());
+    assert_eq!(h.engine.counters().drop_backlog_full, 1);
+}
+
+// ----- SYN-RECEIVED -----------------------------------------------------------------------------------------
+
+/// RFC 9293 §3.10.7.4 fifth step: SND.UNA < SEG.ACK =< SND.NXT completes the handshake (ack y+1).
+#[test]
+fn syn_received_ack_establishes() {
+    let (mut h, conn, _) = Harness::established();
+    assert_eq!(h.engine.state(conn), Ok(State::Established));
+    assert!(h.take_events().is_empty());
+}
+
+/// RFC 9293 §3.10.7.4: in SYN-RECEIVED an unacceptable ACK gets <SEQ=SEG.ACK><CTL=RST>.
+#[test]
+fn syn_received_bad_ack_sends_rst() {
+    let mut h = Harness::listening();
+    let y = h.send(syn(X))[0].seq;
+    let out = h.send(seg(ACK, X + 1, y + 100));
+    assert_eq!(flags(&out), vec![TcpFlags::RST]);
+    assert_eq!(out[0].seq, y + 100);
+}
+
+/// RFC 9293 §3.10.7.4 second step: a RST in SYN-RECEIVED from a passive open returns to LISTEN, silently.
+#[test]
+fn syn_received_rst_returns_to_listen() {
+    let mut h = Harness::listening();
+    h.send(syn(X));
+    assert!(h.send(seg(TcpFlags::RST, X + 1, 0)).is_empty());
+    assert_eq!(h.engine.connection_count(), 0);
+    assert!(h.take_events().is_empty(), "the application never saw it");
+    // And the listener takes the next SYN.
+    assert_eq!(h.send(syn(X + 5000)).len(), 1);
+}
+
+/// A retransmitted SYN in SYN-RECEIVED means our SYN-ACK was lost: it is sent again, same ISN.
+#[test]
+fn syn_received_syn_again_resends_syn_ack() {
+    let mut h = Harness::listening();
+    let first = h.send(syn(X));
+    let again = h.send(syn(X));
+    assert_eq!(flags(&again), vec![TcpFlags::SYN | ACK]);
+    assert_eq!(again[0].seq, first[0].seq);
+}
+
+/// RFC 6298 §5: the SYN-ACK is retransmitted after the initial RTO of 1 s, then after 2 s (backoff).
+#[test]
+fn syn_received_timeout_retransmits_syn_ack_with_backoff() {
+    let mut h = Harness::listening();
+    let y = h.send(syn(X))[0].seq;
+    assert!(h.advance(Duration::from_millis(990)).is_empty());
+    let out = h.advance(Duration::from_millis(20));
+    assert_eq!(flags(&out), vec![TcpFlags::SYN | ACK]);
+    assert_eq!(out[0].seq, y);
+    assert!(h.advance(Duration::from_millis(1900)).is_empty());
+    assert_eq!(flags(&h.advance(Duration::from_millis(200))), vec![TcpFlags::SYN | ACK]);
+}
+
+// ----- SYN-SENT ---------------------------------------------------------------------------------------------
+
+fn connect(h: &mut Harness) -> (ConnHandle, u32) {
+    let conn = h
+        .engine
+        .connect(
+            h.now,
+            SocketAddrV4::new(US, US_PORT),
+            SocketAddrV4::new(PEER, PEER_PORT),
+        )
+        .unwrap();
+    let out = h.poll();
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].flags, TcpFlags::SYN, "active OPEN sends SYN (§3.10.1)");
+    (conn, out[0].seq)
+}
+
+/// RFC 9293 §3.5 Figure 6: SYN seq x; SYN-ACK seq y ack x+1; ACK seq x+1 ack y+1; both ESTABLISHED.
+#[test]
+fn syn_sent_syn_ack_establishes_and_acks() {
+    let mut h = Harness::new(config());
+    let (conn, x) = connect(&mut h);
+    let out = h.send(TcpRepr {
+        mss: Some(1460),
+        ..seg(TcpFlags::SYN | ACK, 5000, x + 1)
+    });
+    assert_eq!(flags(&out), vec![ACK]);
+    assert_eq!((out[0].seq, out[0].ack), (x + 1, 5001));
+    assert_eq!(h.engine.state(conn), Ok(State::Established));
+    assert_eq!(h.take_events(), vec![EventKind::Connected]);
+}
+
+/// RFC 9293 §3.10.7.3 and MUST-10: a SYN without ACK in SYN-SENT is a simultaneous open: SYN-RECEIVED, and
+/// our SYN again, now with ACK (Figure 7).
+#[test]
+fn syn_sent_syn_enters_syn_received() {
+    let mut h = Harness::new(config());
+    let (conn, x) = connect(&mut h);
+    let out = h.send(syn(5000));
+    assert_eq!(flags(&out), vec![TcpFlags::SYN | ACK]);
+    assert_eq!((out[0].seq, out[0].ack), (x, 5001));
+    assert_eq!(h.engine.state(conn), Ok(State::SynReceived));
+    // The peer's SYN-ACK completes it (Figure 7, line 7).
+    let out = h.send(TcpRepr {
+        mss: Some(1460),
+        ..seg(TcpFlags::SYN | ACK, 5000, x + 1)
+    });
+    assert_eq!(h.engine.state(conn), Ok(State::Established));
+    assert!(out.iter().all(|o| o.flags == ACK));
+    assert_eq!(h.take_events(), vec![EventKind::Connected]);
+}
+
+/// RFC 9293 §3.10.7.3: a RST with an acceptable ACK in SYN-SENT refuses the connection.
+#[test]
+fn syn_sent_rst_ack_is_refused() {
+    let mut h = Harness::new(config());
+    let (conn, x) = connect(&mut h);
+    assert!(h.send(seg(TcpFlags::RST | ACK, 0, x + 1)).is_empty());
+    assert_eq!(
+        h.take_events(),
+        vec![EventKind::Closed {
+            reason: CloseReason::Refused
+        }]
+    );
+    assert_eq!(h.engine.state(conn), Ok(State::Closed));
+    h.engine.close(conn).unwrap();
+    assert_eq!(h.engine.connection_count(), 0);
+}
+
+/// RFC 9293 §3.10.7.3: an ACK outside ISS < SEG.ACK =< SND.NXT in SYN-SENT gets <SEQ=SEG.ACK><CTL=RST>.
+#[test]
+fn syn_sent_bad_ack_sends_rst() {
+    let mut h = Harness::new(config());
+    let (conn, x) = connect(&mut h);
+    let out = h.send(seg(TcpFlags::SYN | ACK, 5000, x + 10));
+    assert_eq!(flags(&out), vec![TcpFlags::RST]);
+    assert_eq!(out[0].seq, x + 10);
+    assert_eq!(h.engine.state(conn), Ok(State::SynSent));
+}
+
+/// RFC 9293 §3.8.1 / RFC 6298: the SYN is retransmitted on timeout and the attempt is given up after
+/// `syn_retries`, with `Closed { TimedOut }`.
+#[test]
+fn syn_sent_timeouts_retransmit_then_give_up() {
+    let mut h = Harness::new(EngineConfig {
+        syn_retries: 2,
+        ..config()
+    });
+    let (_conn, x) = connect(&mut h);
+    let first = h.advance(Duration::from_millis(1001));
+    assert_eq!(flags(&first), vec![TcpFlags::SYN]);
+    assert_eq!(first[0].seq, x);
+    let second = h.advance(Duration::from_millis(2001));
+    assert_eq!(flags(&second), vec![TcpFlags::SYN]);
+    assert!(
+        h.advance(Duration::from_millis(4001)).is_empty(),
+        "no RST for a connection never synchronized"
+    );
+    assert_eq!(
+        h.take_events(),
+        vec![EventKind::Closed {
+            reason: CloseReason::TimedOut
+        }]
+    );
+    assert_eq!(h.engine.counters().rto_aborts, 1);
+}
+
+// ----- ESTABLISHED ------------------------------------------------------------------------------------------
+
+/// In-order data is acknowledged and readable.
+#[test]
+fn established_data_is_acked_and_readable() {
+    let (mut h, conn, y) = Harness::established();
+    let out = h.send(data(X + 1, y + 1, b"hello"));
+    assert_eq!(flags(&out), vec![ACK]);
+    assert_eq!(out[0].ack, X + 6);
+    assert_eq!(h.take_events(), vec![EventKind::Readable]);
+    let mut buf = [0u8; 16];
+    assert_eq!(h.engine.recv(conn, &mut buf), Ok(5));
+    assert_eq!(&buf[..5], b"hello");
+}
+
+/// Data the application sends goes out at SND.NXT with the current ACK; its ACK frees the buffer.
+#[test]
+fn established_send_goes_out_and_is_acked() {
+    let (mut h, conn, y) = Harness::established();
+    assert_eq!(h.engine.send(conn, b"world"), Ok(5));
+    let out = h.poll();
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].flags, ACK | TcpFlags::PSH);
+    assert_eq!((out[0].seq, out[0].ack), (y + 1, X + 1));
+    assert_eq!(out[0].payload, b"world");
+    assert!(h.send(seg(ACK, X + 1, y + 6)).is_empty());
+    assert_eq!(h.engine.send_queue(conn), Ok(0));
+}
+
+/// RFC 9293 Table 6: an unacceptable segment is answered with <SEQ=SND.NXT><ACK=RCV.NXT><CTL=ACK> and dropped.
+#[test]
+fn established_out_of_window_segment_gets_ack() {
+    let (mut h, _conn, y) = Harness::established();
+    let out = h.send(data(X + 1 + 100_000, y + 1, b"far"));
+    assert_eq!(flags(&out), vec![ACK]);
+    assert_eq!((out[0].seq, out[0].ack), (y + 1, X + 1));
+    assert_eq!(h.engine.counters().drop_out_of_window, 1);
+}
+
+/// RFC 5961 §3.2: a RST in the window but not at RCV.NXT gets a challenge ACK; the connection stays.
+#[test]
+fn established_rst_in_window_sends_challenge_ack() {
+    let (mut h, conn, y) = Harness::established();
+    let out = h.send(seg(TcpFlags::RST, X + 10, 0));
+    assert_eq!(flags(&out), vec![ACK]);
+    assert_eq!((out[0].seq, out[0].ack), (y + 1, X + 1));
+    assert_eq!(h.engine.state(conn), Ok(State::Established));
+    assert_eq!(h.engine.counters().challenge_acks_sent, 1);
+}
+
+/// RFC 5961 §3.2: a RST exactly at RCV.NXT resets the connection.
+#[test]
+fn established_rst_exact_resets() {
+    let (mut h, conn, _) = Harness::established();
+    assert!(h.send(seg(TcpFlags::RST, X + 1, 0)).is_empty());
+    assert_eq!(
+        h.take_events(),
+        vec![EventKind::Closed {
+            reason: CloseReason::Reset
+        }]
+    );
+    assert_eq!(h.engine.state(conn), Ok(State::Closed));
+}
+
+/// RFC 5961 §3.2 / RFC 9293 §3.10.7.4: a RST outside the window is dropped silently.
+#[test]
+fn established_rst_out_of_window_is_dropped() {
+    let (mut h, conn, _) = Harness::established();
+    assert!(h.send(seg(TcpFlags::RST, X + 1_000_000, 0)).is_empty());
+    assert_eq!(h.engine.state(conn), Ok(State::Established));
+    assert_eq!(h.engine.counters().drop_rst_out_of_window, 1);
+}
+
+/// RFC 5961 §4: a SYN in a synchronized state gets a challenge ACK.
+#[test]
+fn established_syn_sends_challenge_ack() {
+    let (mut h, conn, y) = Harness::established();
+    let out = h.send(syn(X + 1));
+    assert_eq!(flags(&out), vec![ACK]);
+    assert_eq!((out[0].seq, out[0].ack), (y + 1, X + 1));
+    assert_eq!(h.engine.state(conn), Ok(State::Established));
+}
+
+/// RFC 9293 §3.10.7.4 (SHLD-31) and RFC 2018: out-of-order data is held, a duplicate ACK with a SACK block
+/// goes out at once, and when the hole fills everything becomes readable.
+#[test]
+fn established_out_of_order_data_is_held_and_sacked() {
+    let mut h = Harness::listening();
+    let y = h.send(TcpRepr {
+        sack_permitted: true,
+        ..syn(X)
+    })[0]
+        .seq;
+    h.send(seg(ACK, X + 1, y + 1));
+    let conn = h.events.pop().unwrap().conn;
+    let out = h.send(data(X + 4, y + 1, b"def"));
+    assert_eq!(flags(&out), vec![ACK]);
+    assert_eq!(out[0].ack, X + 1);
+    assert_eq!(out[0].sack, vec![(X + 4, X + 7)]);
+    let out = h.send(data(X + 1, y + 1, b"abc"));
+    assert_eq!(out[0].ack, X + 7);
+    assert!(out[0].sack.is_empty());
+    let mut buf = [0u8; 16];
+    assert_eq!(h.engine.recv(conn, &mut buf), Ok(6));
+    assert_eq!(&buf[..6], b"abcdef");
+}
+
+/// RFC 6298 §5: unacknowledged data is retransmitted after the RTO, from SND.UNA.
+#[test]
+fn established_data_timeout_retransmits() {
+    let (mut h, conn, y) = Harness::established();
+    h.engine.send(conn, b"lost").unwrap();
+    assert_eq!(h.poll().len(), 1);
+    let out = h.advance(Duration::from_millis(1001));
+    assert_eq!(out.len(), 1);
+    assert_eq!((out[0].seq, out[0].payload.as_slice()), (y + 1, &b"lost"[..]));
+    assert_eq!(h.engine.counters().retransmits, 1);
+}
+
+// ----- closing: passive close -------------------------------------------------------------------------------
+
+/// RFC 9293 §3.6 case 2: FIN -> CLOSE-WAIT with ACK of FIN; our FIN -> LAST-ACK; its ACK -> CLOSED.
+#[test]
+fn established_fin_close_wait_then_last_ack_then_closed() {
+    let (mut h, conn, y) = Harness::established();
+    let out = h.send(seg(TcpFlags::FIN | ACK, X + 1, y + 1));
+    assert_eq!(flags(&out), vec![ACK]);
+    assert_eq!(out[0].ack, X + 2, "FIN consumes one sequence number");
+    assert_eq!(h.engine.state(conn), Ok(State::CloseWait));
+    assert_eq!(h.take_events(), vec![EventKind::PeerClosed]);
+    let mut buf = [0u8; 4];
+    assert_eq!(h.engine.recv(conn, &mut buf), Ok(0), "end of stream");
+    h.engine.close(conn).unwrap();
+    let out = h.poll();
+    assert_eq!(flags(&out), vec![TcpFlags::FIN | ACK]);
+    assert_eq!((out[0].seq, out[0].ack), (y + 1, X + 2));
+    assert!(h.send(seg(ACK, X + 2, y + 2)).is_empty());
+    assert_eq!(
+        h.take_events(),
+        vec![EventKind::Closed {
+            reason: CloseReason::Normal
+        }]
+    );
+    assert_eq!(h.engine.connection_count(), 0);
+    assert_eq!(h.engine.time_wait_count(), 0, "the passive closer has no TIME-WAIT");
+}
+
+/// Half-close: in CLOSE-WAIT data keeps flowing toward the side that closed first.
+#[test]
+fn close_wait_send_still_delivers_data() {
+    let (mut h, conn, y) = Harness::established();
+    h.send(seg(TcpFlags::FIN | ACK, X + 1, y + 1));
+    h.engine.send(conn, b"more").unwrap();
+    let out = h.poll();
+    assert_eq!(out[0].payload, b"more");
+    assert_eq!((out[0].seq, out[0].ack), (y + 1, X + 2));
+    h.engine.shutdown(conn).unwrap();
+    let out = h.send(seg(ACK, X + 2, y + 5));
+    assert_eq!(flags(&out), vec![TcpFlags::FIN | ACK]);
+    assert_eq!(out[0].seq, y + 5);
+    assert_eq!(h.engine.state(conn), Ok(State::LastAck));
+}
+
+// ----- closing: active close, TIME-WAIT ---------------------------------------------------------------------
+
+/// RFC 9293 §3.6 case 1: close -> FIN (FIN-WAIT-1); its ACK -> FIN-WAIT-2; the peer's FIN -> ACK and TIME-WAIT.
+#[test]
+fn established_close_fin_wait_1_fin_wait_2_time_wait() {
+    let (mut h, conn, y) = Harness::established();
+    h.engine.shutdown(conn).unwrap();
+    let out = h.poll();
+    assert_eq!(flags(&out), vec![TcpFlags::FIN | ACK]);
+    assert_eq!((out[0].seq, out[0].ack), (y + 1, X + 1));
+    assert_eq!(h.engine.state(conn), Ok(State::FinWait1));
+    assert!(h.send(seg(ACK, X + 1, y + 2)).is_empty());
+    assert_eq!(h.engine.state(conn), Ok(State::FinWait2));
+    let out = h.send(seg(TcpFlags::FIN | ACK, X + 1, y + 2));
+    assert_eq!(flags(&out), vec![ACK]);
+    assert_eq!((out[0].seq, out[0].ack), (y + 2, X + 2));
+    assert_eq!(
+        h.take_events(),
+        vec![
+            EventKind::PeerClosed,
+            EventKind::Closed {
+                reason: CloseReason::Normal
+            }
+        ]
+    );
+    assert_eq!(h.engine.time_wait_count(), 1);
+}
+
+/// RFC 9293 §3.6 case 3 (Figure 13): simultaneous close through CLOSING to TIME-WAIT.
+#[test]
+fn fin_wait_1_fin_enters_closing_then_time_wait() {
+    let (mut h, conn, y) = Harness::established();
+    h.engine.shutdown(conn).unwrap();
+    h.poll();
+    let out = h.send(seg(TcpFlags::FIN | ACK, X + 1, y + 1));
+    assert_eq!(flags(&out), vec![ACK]);
+    assert_eq!(out[0].ack, X + 2);
+    assert_eq!(h.engine.state(conn), Ok(State::Closing));
+    assert!(h.send(seg(ACK, X + 2, y + 2)).is_empty());
+    assert_eq!(h.engine.time_wait_count(), 1);
+    assert_eq!(h.engine.state(conn), Ok(State::Closed));
+}
+
+/// FIN-WAIT-1 receiving FIN and the ACK of our FIN in one segment goes straight to TIME-WAIT.
+#[test]
+fn fin_wait_1_fin_ack_enters_time_wait() {
+    let (mut h, conn, y) = Harness::established();
+    h.engine.close(conn).unwrap();
+    h.poll();
+    let out = h.send(seg(TcpFlags::FIN | ACK, X + 1, y + 2));
+    assert_eq!(flags(&out), vec![ACK]);
+    assert_eq!(h.engine.time_wait_count(), 1);
+    assert_eq!(
+        h.engine.connection_count(),
+        0,
+        "closed by the application: the slot is free"
+    );
+}
+
+fn time_wait() -> (Harness, u32) {
+    let (mut h, conn, y) = Harness::established();
+    h.engine.close(conn).unwrap();
+    h.poll();
+    h.send(seg(TcpFlags::FIN | ACK, X + 1, y + 2));
+    assert_eq!(h.engine.time_wait_count(), 1);
+    (h, y)
+}
+
+/// RFC 9293 §3.10.7.4 (TIME-WAIT, FIN): a retransmitted FIN is acknowledged again and 2*MSL restarts.
+#[test]
+fn time_wait_fin_again_is_reacked() {
+    let (mut h, y) = time_wait();
+    h.advance(MSL);
+    let out = h.send(seg(TcpFlags::FIN | ACK, X + 1, y + 2));
+    assert_eq!(flags(&out), vec![ACK]);
+    assert_eq!((out[0].seq, out[0].ack), (y + 2, X + 2));
+    h.advance(MSL + Duration::from_secs(1));
+    assert_eq!(
+        h.engine.time_wait_count(),
+        1,
+        "restarted: still there 2*MSL after the first FIN"
+    );
+    h.advance(MSL);
+    assert_eq!(h.engine.time_wait_count(), 0);
+}
+
+/// RFC 1337: a RST does not end TIME-WAIT.
+#[test]
+fn time_wait_rst_is_ignored() {
+    let (mut h, y) = time_wait();
+    assert!(h.send(seg(TcpFlags::RST, X + 2, y + 2)).is_empty());
+    assert_eq!(h.engine.time_wait_count(), 1);
+    assert_eq!(h.engine.counters().drop_rst_time_wait, 1);
+}
+
+/// RFC 9293 MUST-13: TIME-WAIT lasts 2*MSL, then the record goes.
+#[test]
+fn time_wait_expires_after_two_msl() {
+    let (mut h, _) = time_wait();
+    h.advance(MSL * 2 - Duration::from_millis(5));
+    assert_eq!(h.engine.time_wait_count(), 1);
+    h.advance(Duration::from_millis(10));
+    assert_eq!(h.engine.time_wait_count(), 0);
+    assert_eq!(h.engine.timer_count(), 0);
+}
+
+/// RFC 6191 (no timestamps): a new SYN above the old RCV.NXT reopens the 4-tuple from TIME-WAIT; a lower one is
+/// refused.
+#[test]
+fn time_wait_new_syn_with_higher_sequence_is_accepted() {
+    let (mut h, _) = time_wait();
+    let out = h.send(syn(X));
+    assert_eq!(flags(&out), vec![ACK], "an old SYN is answered with the TIME-WAIT ACK");
+    assert_eq!(h.engine.counters().time_wait_syn_refused, 1);
+    let out = h.send(syn(X + 100_000));
+    assert_eq!(flags(&out), vec![TcpFlags::SYN | ACK]);
+    assert_eq!(out[0].ack, X + 100_001);
+    assert_eq!(h.engine.counters().time_wait_reused, 1);
+    assert_eq!(h.engine.time_wait_count(), 0);
+}
+
+/// MSL zero (benchmarks only): no TIME-WAIT record at all.
+#[test]
+fn fin_wait_2_fin_with_zero_msl_skips_time_wait() {
+    let mut h = Harness::new(EngineConfig {
+        msl: Duration::ZERO,
+        ..config()
+    });
+    h.engine.listen(Port(US_PORT), 8).unwrap();
+    let y = h.send(syn(X))[0].seq;
+    h.send(seg(ACK, X + 1, y + 1));
+    let conn = h.events.pop().unwrap().conn;
+    h.engine.close(conn).unwrap();
+    h.poll();
+    h.send(seg(TcpFlags::FIN | ACK, X + 1, y + 2));
+    assert_eq!(h.engine.time_wait_count(), 0);
+    assert_eq!(h.engine.counters().time_wait_skipped, 1);
+}
+
+// ----- application calls ------------------------------------------------------------------------------------
+
+/// Handles are generation-checked: after abort, the stale handle is an error, not the slot's next connection.
+#[test]
+fn closed_stale_handle_is_refused() {
+    let (mut h, conn, y) = Harness::established();
+    h.engine.abort(conn).unwrap();
+    let out = h.poll();
+    assert_eq!(
+        flags(&out),
+        vec![TcpFlags::RST | ACK],
+        "ABORT sends RST (RFC 9293 §3.10.5)"
+    );
+    assert_eq!((out[0].seq, out[0].ack), (y + 1, X + 1));
+    assert_eq!(h.engine.send(conn, b"x"), Err(synack::engine::Error::InvalidHandle));
+    // The same slot serves the next connection under a new generation.
+    let next = TcpRepr {
+        src_port: Port(PEER_PORT + 1),
+        ..syn(X)
+    };
+    let y2 = h.send(next)[0].seq;
+    h.send(TcpRepr {
+        src_port: Port(PEER_PORT + 1),
+        ..seg(ACK, X + 1, y2 + 1)
+    });
+    let conn2 = h.events.pop().unwrap().conn;
+    assert_eq!(conn2.index(), conn.index());
+    assert_ne!(conn2, conn);
+    assert_eq!(h.engine.send(conn, b"x"), Err(synack::engine::Error::InvalidHandle));
+    assert_eq!(h.engine.send(conn2, b"x"), Ok(1));
+}
+
+/// Closing with unread data resets the connection (RFC 9293 SHLD-3 spirit, as Linux does).
+#[test]
+fn established_close_with_unread_data_sends_rst() {
+    let (mut h, conn, y) = Harness::established();
+    h.send(data(X + 1, y + 1, b"unread"));
+    h.engine.close(conn).unwrap();
+    let out = h.poll();
+    assert_eq!(flags(&out), vec![TcpFlags::RST | ACK]);
+    assert_eq!(out[0].seq, y + 1);
+}
