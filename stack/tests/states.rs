@@ -806,3 +806,37 @@ fn established_close_with_unread_data_sends_rst() {
     assert_eq!(flags(&out), vec![TcpFlags::RST | ACK]);
     assert_eq!(out[0].seq, y + 1);
 }
+
+/// An orphan (closed by the application) in FIN-WAIT-2 whose peer never sends FIN is dropped after
+/// `fin_wait2_timeout`, silently (as Linux's tcp_fin_timeout).
+#[test]
+fn fin_wait_2_orphan_times_out() {
+    let (mut h, conn, y) = Harness::established();
+    h.engine.close(conn).unwrap();
+    h.poll();
+    h.send(seg(ACK, X + 1, y + 2));
+    assert_eq!(h.engine.connection_count(), 1);
+    assert!(h.advance(Duration::from_secs(59)).is_empty());
+    assert_eq!(h.engine.connection_count(), 1);
+    assert!(
+        h.advance(Duration::from_secs(2)).is_empty(),
+        "no RST: the peer may simply be slow"
+    );
+    assert_eq!(h.engine.connection_count(), 0);
+    assert_eq!(h.engine.counters().fin_wait2_timeouts, 1);
+    assert_eq!(h.engine.timer_count(), 0);
+}
+
+/// A half-closed connection the application still holds waits in FIN-WAIT-2 as long as the peer likes
+/// (RFC 9293: only an orphan is timed out).
+#[test]
+fn fin_wait_2_after_shutdown_waits_for_peer() {
+    let (mut h, conn, y) = Harness::established();
+    h.engine.shutdown(conn).unwrap();
+    h.poll();
+    h.send(seg(ACK, X + 1, y + 2));
+    h.advance(Duration::from_secs(600));
+    assert_eq!(h.engine.state(conn), Ok(State::FinWait2));
+    let out = h.send(data(X + 1, y + 2, b"late"));
+    assert_eq!(out[0].ack, X + 5, "data still flows toward the side that closed first");
+}

@@ -46,6 +46,9 @@ pub struct EngineConfig {
     pub delayed_ack: Option<Duration>,
     /// Nagle's algorithm for new connections (RFC 9293 §3.7.4); can be turned off per connection.
     pub nagle: bool,
+    /// How long a connection the application has closed may sit in FIN-WAIT-2 waiting for the peer's FIN before
+    /// it is dropped (Linux's `tcp_fin_timeout`; RFC 9293 sets no limit, but an orphan must not live forever).
+    pub fin_wait2_timeout: Duration,
     /// Keep-alive probing; off by default (MUST-24, MUST-25).
     pub keepalive: Option<KeepaliveConfig>,
     /// Offer and accept RFC 7323 timestamps.
@@ -111,6 +114,7 @@ impl Default for EngineConfig {
             data_retries: 15,
             delayed_ack: Some(Duration::from_millis(40)),
             nagle: true,
+            fin_wait2_timeout: Duration::from_secs(60),
             keepalive: None,
             timestamps: true,
             window_scaling: true,

@@ -151,6 +151,8 @@ counters! {
     closed_reset,
     /// Connections the application aborted.
     aborted_by_app,
+    /// Orphaned connections dropped after `fin_wait2_timeout` in FIN-WAIT-2.
+    fin_wait2_timeouts,
     /// Half-open connections given up after SYN-ACK retries.
     syn_received_timeouts,
     /// Events dropped because the event queue was full.

@@ -453,6 +453,9 @@ impl Engine {
         match tcb.state {
             State::FinWait1 if fin_acked => {
                 tcb.transition(State::FinWait2);
+                if tcb.flags.contains(Flags::APP_CLOSED) {
+                    tcb.linger_at = Some(now + self.config.fin_wait2_timeout);
+                }
                 Step::Continue
             }
             State::Closing if fin_acked => {

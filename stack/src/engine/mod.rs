@@ -117,6 +117,10 @@ pub struct Engine {
     next_port: u16,
     ip_ident: u16,
     rcv_shift: u8,
+    /// Connections waiting for ARP: the slab is scanned on a neighbour's reply only when some are.
+    arp_waiting: u32,
+    /// The latest `now` the caller passed in, for application calls that take no time.
+    clock: Instant,
 }
 
 /// Why the engine could not be built.
@@ -184,6 +188,8 @@ impl Engine {
             challenge: ChallengeLimiter { second: 0, sent: 0 },
             next_port: config.ephemeral_ports.0,
             ip_ident: 0,
+            clock: now,
+            arp_waiting: 0,
             rcv_shift: if config.window_scaling { rcv_shift } else { 0 },
             conns,
             free_conns,
@@ -343,6 +349,7 @@ impl Engine {
             Some(mac) => tcb.remote_mac = mac,
             None => {
                 tcb.flags.insert(Flags::AWAIT_ARP);
+                self.arp_waiting += 1;
                 tcb.arp_at = Some(now + self.config.arp_retry_interval);
                 if self.pending_arps.len() < self.pending_arps.capacity() {
                     self.pending_arps.push((local_addr, remote_addr));
@@ -443,9 +450,14 @@ impl Engine {
     /// and Linux do. The handle is stale afterwards.
     pub fn close(&mut self, conn: ConnHandle) -> Result<(), Error> {
         let index = self.check(conn)?;
+        let linger_at = self.clock + self.config.fin_wait2_timeout;
         let tcb = &mut self.conns[index as usize];
         tcb.flags.insert(Flags::APP_CLOSED);
         match tcb.state {
+            State::FinWait2 => {
+                tcb.linger_at = Some(linger_at);
+                self.mark_dirty(index);
+            }
             State::Closed => self.free_conn(index),
             // RFC 9293 §3.10.4: in SYN-SENT, delete the TCB.
             State::SynSent => self.free_conn(index),
@@ -505,6 +517,14 @@ impl Engine {
         }
     }
 
+    fn clear_await_arp(&mut self, index: u32) {
+        let flags = &mut self.conns[index as usize].flags;
+        if flags.contains(Flags::AWAIT_ARP) {
+            flags.remove(Flags::AWAIT_ARP);
+            self.arp_waiting -= 1;
+        }
+    }
+
     // ----- slab, dirty list, timers --------------------------------------------------------------------------
 
     fn mark_dirty(&mut self, index: u32) {
@@ -526,6 +546,7 @@ impl Engine {
     /// Returns a slot to the free list: buffers back to the pool, flow entry and timer removed, generation bumped
     /// so old handles go stale.
     fn free_conn(&mut self, index: u32) {
+        self.clear_await_arp(index);
         let tcb = &mut self.conns[index as usize];
         if tcb.state == State::Listen {
             return; // already free
@@ -551,6 +572,7 @@ impl Engine {
     /// Ends the protocol side of a connection with `reason`, telling the application; the slot is freed now if
     /// the application has released it, else when it calls `close`.
     fn finish_conn(&mut self, index: u32, reason: CloseReason) {
+        self.clear_await_arp(index);
         let tcb = &mut self.conns[index as usize];
         let was_passive_half_open = tcb.state == State::SynReceived && tcb.flags.contains(Flags::PASSIVE);
         match reason {
@@ -712,6 +734,7 @@ impl Engine {
     /// Runs the timers due at `now`: retransmissions, delayed ACKs, persist and keep-alive probes, ARP retries,
     /// TIME-WAIT expiry. Output goes out with the next `poll_transmit`.
     pub fn handle_timeouts(&mut self, now: Instant) {
+        self.clock = self.clock.max(now);
         let mut expired = core::mem::take(&mut self.expired);
         self.wheel.advance(now, |id| expired.push(id));
         let max_conns = self.config.max_connections as u32;
@@ -728,6 +751,7 @@ impl Engine {
     /// Sends everything due: for each connection touched since the last call, its ACKs, data, FIN or SYN; then
     /// RSTs for aborted connections.
     pub fn poll_transmit<S: TxSink>(&mut self, now: Instant, tx: &mut S) {
+        self.clock = self.clock.max(now);
         let mut i = 0;
         while i < self.dirty.len() {
             let index = self.dirty[i];
@@ -826,6 +850,7 @@ impl Tcb {
             persist_at: None,
             keepalive_at: None,
             arp_at: None,
+            linger_at: None,
         }
     }
 
@@ -883,5 +908,6 @@ impl Tcb {
         self.persist_at = None;
         self.keepalive_at = None;
         self.arp_at = None;
+        self.linger_at = None;
     }
 }

@@ -125,6 +125,7 @@ impl Engine {
     /// connections) are written to `tx` at once; connection output waits for `poll_transmit`.
     pub fn handle_frame<S: TxSink>(&mut self, now: Instant, frame: &[u8], tx: &mut S) {
         self.counters.rx_frames += 1;
+        self.clock = self.clock.max(now);
         let Ok(eth_frame) = Frame::new_checked(frame) else {
             self.counters.drop_ethernet_malformed += 1;
             return;
@@ -200,10 +201,14 @@ impl Engine {
 
     /// Connections waiting for this neighbour may now send their SYN.
     fn on_neighbor_learnt(&mut self, _now: Instant, addr: Ipv4Addr, mac: MacAddr) {
+        if self.arp_waiting == 0 {
+            return;
+        }
         for index in 0..self.conns.len() as u32 {
             let tcb = &mut self.conns[index as usize];
             if tcb.flags.contains(Flags::AWAIT_ARP) && tcb.key.remote_addr == addr {
-                tcb.flags.remove(Flags::AWAIT_ARP);
+                self.clear_await_arp(index);
+                let tcb = &mut self.conns[index as usize];
                 tcb.remote_mac = mac;
                 tcb.arp_at = None;
                 self.mark_dirty(index);

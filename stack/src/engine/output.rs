@@ -395,6 +395,10 @@ impl Engine {
             }
         }
         let tcb = &mut self.conns[index as usize];
+        if due(tcb.linger_at) && tcb.state == State::FinWait2 {
+            self.counters.fin_wait2_timeouts += 1;
+            outcome = Some(CloseReason::TimedOut);
+        }
         if outcome.is_none() && due(tcb.rto_at) {
             tcb.rto_at = None;
             self.counters.rto_fired += 1;
@@ -456,7 +460,11 @@ impl Engine {
             }
         }
         match outcome {
-            Some(reason @ (CloseReason::TimedOut | CloseReason::KeepaliveTimeout)) => self.reset_conn(index, reason),
+            Some(reason @ (CloseReason::TimedOut | CloseReason::KeepaliveTimeout))
+                if self.conns[index as usize].state != State::FinWait2 =>
+            {
+                self.reset_conn(index, reason)
+            }
             Some(reason) => self.finish_conn(index, reason),
             None => self.mark_dirty(index),
         }

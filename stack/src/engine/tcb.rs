@@ -230,6 +230,8 @@ pub(crate) struct Tcb {
     pub keepalive_at: Option<Instant>,
     /// When a pending ARP resolution is retried or given up.
     pub arp_at: Option<Instant>,
+    /// When an orphaned connection in FIN-WAIT-2 is dropped.
+    pub linger_at: Option<Instant>,
 }
 
 impl Tcb {
@@ -248,6 +250,7 @@ impl Tcb {
             self.persist_at,
             self.keepalive_at,
             self.arp_at,
+            self.linger_at,
         ]
         .into_iter()
         .flatten()
