@@ -840,3 +840,17 @@ fn fin_wait_2_after_shutdown_waits_for_peer() {
     let out = h.send(data(X + 1, y + 2, b"late"));
     assert_eq!(out[0].ack, X + 5, "data still flows toward the side that closed first");
 }
+
+/// Simultaneous open with data queued before the handshake: the ACK of our SYN must not eat a data byte, and
+/// the data goes out once ESTABLISHED (RFC 9293 §3.10.7.4: SYN occupies one sequence number of its own).
+#[test]
+fn syn_received_simultaneous_open_keeps_queued_data() {
+    let mut h = Harness::new(config());
+    let (conn, x) = connect(&mut h);
+    assert_eq!(h.engine.send(conn, b"early"), Ok(5));
+    h.send(syn(5000));
+    let out = h.send(seg(ACK, 5001, x + 1));
+    assert_eq!(h.engine.state(conn), Ok(State::Established));
+    assert_eq!(out.len(), 1);
+    assert_eq!((out[0].seq, out[0].payload.as_slice()), (x + 1, &b"early"[..]));
+}

@@ -475,9 +475,10 @@ impl Engine {
         if let Some(rtt) = take_rtt_sample(tcb, now, seg) {
             tcb.rtt.sample(rtt, config.rto_min, config.rto_max);
         }
-        // Data bytes acknowledged: the FIN, if covered, is not in the buffer.
+        // Data bytes acknowledged: neither our SYN nor our FIN, if covered, is in the buffer.
+        let syn_covered = tcb.snd_una == tcb.iss;
         let fin_covered = tcb.snd_fin.is_some_and(|fin| seg.ack.diff(fin) > 0);
-        let data_acked = (acked - u32::from(fin_covered)) as usize;
+        let data_acked = acked.saturating_sub(u32::from(syn_covered) + u32::from(fin_covered)) as usize;
         tcb.tx.discard(&mut self.pool, data_acked.min(tcb.tx.len()));
         tcb.snd_una = seg.ack;
         if tcb.snd_nxt.diff(tcb.snd_una) < 0 {
