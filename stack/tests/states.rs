@@ -854,3 +854,176 @@ fn syn_received_simultaneous_open_keeps_queued_data() {
     assert_eq!(out.len(), 1);
     assert_eq!((out[0].seq, out[0].payload.as_slice()), (x + 1, &b"early"[..]));
 }
+
+/// Delayed ACK (RFC 9293 SHLD-18, MUST-40): one segment is acknowledged after the delay, not at once; a second
+/// full segment forces the ACK (SHLD-19).
+#[test]
+fn established_data_ack_is_delayed_then_sent() {
+    let mut h = Harness::new(EngineConfig {
+        delayed_ack: Some(Duration::from_millis(40)),
+        ..config()
+    });
+    h.engine.listen(Port(US_PORT), 8).unwrap();
+    let y = h.send(syn(X))[0].seq;
+    h.send(seg(ACK, X + 1, y + 1));
+    assert!(h.send(data(X + 1, y + 1, b"one")).is_empty(), "ACK held back");
+    assert!(h.advance(Duration::from_millis(39)).is_empty());
+    let out = h.advance(Duration::from_millis(2));
+    assert_eq!(flags(&out), vec![ACK]);
+    assert_eq!(out[0].ack, X + 4);
+    assert!(h.send(data(X + 4, y + 1, b"two")).is_empty());
+    let out = h.send(data(X + 7, y + 1, b"three"));
+    assert_eq!(flags(&out), vec![ACK], "every second segment is acknowledged at once");
+    assert_eq!(out[0].ack, X + 12);
+}
+
+/// Nagle (RFC 9293 §3.7.4): with a small segment unacknowledged, the next small write waits for the ACK.
+#[test]
+fn established_nagle_holds_small_segment_until_ack() {
+    let (mut h, conn, y) = Harness::established();
+    h.engine.send(conn, b"a").unwrap();
+    assert_eq!(h.poll().len(), 1);
+    h.engine.send(conn, b"b").unwrap();
+    assert!(h.poll().is_empty(), "held while 'a' is in flight");
+    let out = h.send(seg(ACK, X + 1, y + 2));
+    assert_eq!(out.len(), 1);
+    assert_eq!((out[0].seq, out[0].payload.as_slice()), (y + 2, &b"b"[..]));
+    // With Nagle off (MUST-17) small writes go at once.
+    h.engine.set_nodelay(conn, true).unwrap();
+    h.engine.send(conn, b"c").unwrap();
+    assert_eq!(h.poll().len(), 1);
+    h.engine.send(conn, b"d").unwrap();
+    assert_eq!(h.poll().len(), 1);
+}
+
+/// Zero window (RFC 9293 §3.8.6.1, MUST-36/37): no data goes into a closed window; the persist timer sends
+/// probes; when the window opens the data flows.
+#[test]
+fn established_zero_window_probes_then_sends() {
+    let (mut h, conn, y) = Harness::established();
+    h.send(TcpRepr {
+        window: 0,
+        ..seg(ACK, X + 1, y + 1)
+    });
+    h.engine.send(conn, b"waiting").unwrap();
+    assert!(h.poll().is_empty());
+    let probe = h.advance(Duration::from_millis(1100));
+    assert_eq!(flags(&probe), vec![ACK]);
+    assert_eq!(
+        probe[0].seq, y,
+        "probe: an ACK one below SND.UNA elicits the peer's window"
+    );
+    assert!(probe[0].payload.is_empty());
+    let out = h.send(TcpRepr {
+        window: 1000,
+        ..seg(ACK, X + 1, y + 1)
+    });
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].payload, b"waiting");
+    assert!(h.engine.counters().window_probes >= 1);
+}
+
+/// Fast retransmit (RFC 5681 §3.2): three duplicate ACKs resend the segment at SND.UNA before the RTO.
+#[test]
+fn established_three_dup_acks_fast_retransmit() {
+    let (mut h, conn, y) = Harness::established();
+    h.engine.set_nodelay(conn, true).unwrap();
+    let chunk = [b'x'; 1000];
+    for _ in 0..4 {
+        h.engine.send(conn, &chunk).unwrap();
+    }
+    let out = h.poll();
+    let sizes: Vec<usize> = out.iter().map(|o| o.payload.len()).collect();
+    assert_eq!(sizes, vec![1460, 1460, 1080], "4000 bytes in MSS-sized segments");
+    for _ in 0..2 {
+        assert!(h.send(seg(ACK, X + 1, y + 1)).is_empty());
+    }
+    let out = h.send(seg(ACK, X + 1, y + 1));
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].seq, y + 1);
+    assert_eq!(out[0].payload.len(), 1460);
+    assert_eq!(h.engine.counters().fast_retransmits, 1);
+}
+
+/// PAWS (RFC 7323 §5): a segment whose TSval is older than TS.Recent is dropped with an ACK.
+#[test]
+fn established_old_timestamp_is_rejected_by_paws() {
+    let mut h = Harness::new(EngineConfig {
+        timestamps: true,
+        ..config()
+    });
+    h.engine.listen(Port(US_PORT), 8).unwrap();
+    let ts = |tsval| Some(TcpTimestamps { tsval, tsecr: 0 });
+    let y = h.send(TcpRepr {
+        timestamps: ts(1000),
+        ..syn(X)
+    })[0]
+        .seq;
+    h.send(TcpRepr {
+        timestamps: ts(1001),
+        ..seg(ACK, X + 1, y + 1)
+    });
+    let conn = h.events.pop().unwrap().conn;
+    let out = h.send(TcpRepr {
+        timestamps: ts(500),
+        ..data(X + 1, y + 1, b"old")
+    });
+    assert_eq!(flags(&out), vec![ACK]);
+    assert_eq!(out[0].ack, X + 1, "not accepted");
+    assert_eq!(h.engine.counters().drop_paws, 1);
+    assert_eq!(h.engine.recv_queue(conn), Ok(0));
+}
+
+/// Window scaling (RFC 7323 §2.3): the peer's windows are shifted by its scale once the handshake is done.
+#[test]
+fn established_window_scale_applies_to_peer_window() {
+    let mut h = Harness::listening();
+    let y = h.send(TcpRepr {
+        window_scale: Some(4),
+        ..syn(X)
+    })[0]
+        .seq;
+    h.send(TcpRepr {
+        window: 1,
+        ..seg(ACK, X + 1, y + 1)
+    });
+    let conn = h.events.pop().unwrap().conn;
+    h.engine.set_nodelay(conn, true).unwrap();
+    // A window of 1 << 4 = 16 bytes: a 40-byte write goes out 16 bytes at a time.
+    h.engine.send(conn, &[7u8; 40]).unwrap();
+    let out = h.poll();
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].payload.len(), 16);
+}
+
+/// Keep-alive (RFC 9293 §3.8.4): off by default; when on, an idle connection is probed after the idle time and
+/// reset after the configured unanswered probes.
+#[test]
+fn established_keepalive_probes_then_times_out() {
+    let keepalive = synack::engine::KeepaliveConfig {
+        idle: Duration::from_secs(10),
+        interval: Duration::from_secs(1),
+        probes: 2,
+    };
+    let mut h = Harness::new(EngineConfig {
+        keepalive: Some(keepalive),
+        ..config()
+    });
+    h.engine.listen(Port(US_PORT), 8).unwrap();
+    let y = h.send(syn(X))[0].seq;
+    h.send(seg(ACK, X + 1, y + 1));
+    h.events.clear();
+    assert!(h.advance(Duration::from_secs(9)).is_empty());
+    let probe = h.advance(Duration::from_millis(1001));
+    assert_eq!(flags(&probe), vec![ACK]);
+    assert_eq!(probe[0].seq, y);
+    assert_eq!(flags(&h.advance(Duration::from_millis(1001))), vec![ACK]);
+    let out = h.advance(Duration::from_millis(1001));
+    assert_eq!(flags(&out), vec![TcpFlags::RST | ACK]);
+    assert_eq!(
+        h.take_events(),
+        vec![EventKind::Closed {
+            reason: CloseReason::KeepaliveTimeout
+        }]
+    );
+}
