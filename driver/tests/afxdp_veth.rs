@@ -270,8 +270,16 @@ fn echo_over_veth(mode: XdpMode) {
     );
     eprintln!("{mode:?}: {:?}", outcome.stats);
 
-    // The device is gone: its BPF link closed, so the interface carries no XDP program any more.
-    let after = pair.link_details(Side::Synack).unwrap();
+    // The device is gone: its BPF link closed, so the interface carries no XDP program any more. Another test's
+    // child process forked at the same moment may hold the link's fd until it execs, so allow a moment.
+    let mut after = pair.link_details(Side::Synack).unwrap();
+    for _ in 0..50 {
+        if !after.contains("prog/xdp") {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        after = pair.link_details(Side::Synack).unwrap();
+    }
     assert!(
         !after.contains("prog/xdp"),
         "XDP program still attached after drop: {after}"
