@@ -1027,3 +1027,47 @@ fn established_keepalive_probes_then_times_out() {
         }]
     );
 }
+
+/// RFC 6191 §2 with timestamps: a SYN hitting TIME-WAIT is a new incarnation when its TSval is newer than the
+/// last one seen, whatever its sequence number; an older TSval is refused.
+#[test]
+fn time_wait_new_syn_with_newer_timestamp_is_accepted() {
+    let mut h = Harness::new(EngineConfig {
+        timestamps: true,
+        ..config()
+    });
+    h.engine.listen(Port(US_PORT), 8).unwrap();
+    let ts = |tsval| Some(TcpTimestamps { tsval, tsecr: 0 });
+    let y = h.send(TcpRepr {
+        timestamps: ts(1000),
+        ..syn(X)
+    })[0]
+        .seq;
+    h.send(TcpRepr {
+        timestamps: ts(1001),
+        ..seg(ACK, X + 1, y + 1)
+    });
+    let conn = h.events.pop().unwrap().conn;
+    h.engine.close(conn).unwrap();
+    h.poll();
+    h.send(TcpRepr {
+        timestamps: ts(1002),
+        ..seg(TcpFlags::FIN | ACK, X + 1, y + 2)
+    });
+    assert_eq!(h.engine.time_wait_count(), 1);
+    // Older timestamp, higher sequence number: refused (the timestamp rule takes precedence).
+    let out = h.send(TcpRepr {
+        timestamps: ts(900),
+        ..syn(X + 100_000)
+    });
+    assert_eq!(flags(&out), vec![ACK]);
+    assert_eq!(h.engine.counters().time_wait_syn_refused, 1);
+    // Newer timestamp, lower sequence number: accepted.
+    let out = h.send(TcpRepr {
+        timestamps: ts(2000),
+        ..syn(X - 100_000)
+    });
+    assert_eq!(flags(&out), vec![TcpFlags::SYN | ACK]);
+    assert_eq!(out[0].ack, X - 100_000 + 1);
+    assert_eq!(h.engine.counters().time_wait_reused, 1);
+}
