@@ -286,3 +286,66 @@ impl Tcb {
         free.min(u32::from(u16::MAX) << self.rcv_shift)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::State::{self, *};
+
+    const ALL: [State; 11] = [
+        Closed,
+        Listen,
+        SynSent,
+        SynReceived,
+        Established,
+        FinWait1,
+        FinWait2,
+        CloseWait,
+        Closing,
+        LastAck,
+        TimeWait,
+    ];
+
+    /// The state diagram of RFC 9293 §3.3.2 (Figure 5), edge by edge, plus the exits to CLOSED that RST, ABORT
+    /// and timeouts take from any state (§3.10). A snapshot: any change to the table must change this list.
+    #[test]
+    fn state_diagram_edges_are_exactly_rfc9293_figure_5() {
+        let mut edges = Vec::new();
+        for from in ALL {
+            for to in ALL {
+                if to != Closed && from.can_become(to) {
+                    edges.push(format!("{from} -> {to}"));
+                }
+            }
+        }
+        assert_eq!(
+            edges,
+            [
+                "CLOSED -> SYN-SENT",
+                "LISTEN -> SYN-SENT",
+                "LISTEN -> SYN-RECEIVED",
+                "SYN-SENT -> SYN-RECEIVED",
+                "SYN-SENT -> ESTABLISHED",
+                "SYN-RECEIVED -> ESTABLISHED",
+                "SYN-RECEIVED -> FIN-WAIT-1",
+                "ESTABLISHED -> FIN-WAIT-1",
+                "ESTABLISHED -> CLOSE-WAIT",
+                "FIN-WAIT-1 -> FIN-WAIT-2",
+                "FIN-WAIT-1 -> CLOSING",
+                "FIN-WAIT-1 -> TIME-WAIT",
+                "FIN-WAIT-2 -> TIME-WAIT",
+                "CLOSE-WAIT -> LAST-ACK",
+                "CLOSING -> TIME-WAIT",
+            ]
+        );
+        assert!(ALL.iter().all(|s| s.can_become(Closed)));
+    }
+
+    #[test]
+    fn state_synchronized_states_are_those_after_the_handshake() {
+        let synchronized: Vec<State> = ALL.into_iter().filter(|s| s.is_synchronized()).collect();
+        assert_eq!(
+            synchronized,
+            [Established, FinWait1, FinWait2, CloseWait, Closing, LastAck, TimeWait]
+        );
+    }
+}
