@@ -152,7 +152,9 @@ impl Half {
         if !self.released {
             self.released = true;
             self.shut = true;
-            engine.close(self.handle).map_err(|e| app_error(side, conn, "close", e))?;
+            engine
+                .close(self.handle)
+                .map_err(|e| app_error(side, conn, "close", e))?;
         }
         Ok(())
     }
@@ -592,12 +594,7 @@ impl ServerApp {
                 conn.id = be_u32(&half.received[4..]).map(|n| n as u32);
                 conn.mode = mode_from_byte(half.received[8]);
                 if config.trace {
-                    eprintln!(
-                        "{:?} Server slot {} is conn {:?}",
-                        cx.now,
-                        half.handle.index(),
-                        conn.id
-                    );
+                    eprintln!("{:?} Server slot {} is conn {:?}", cx.now, half.handle.index(), conn.id);
                 }
                 if conn.mode.is_none() {
                     return Err(SimError::Protocol {
@@ -635,11 +632,8 @@ impl ServerApp {
                 let response_done = !half.outgoing.is_empty() && half.sent == half.outgoing.len();
                 if response_done {
                     match conn.mode {
-                        Some(CloseMode::ClientFirst) => {
-                            if half.eof {
-                                half.close(side, id, engine)?;
-                            }
-                        }
+                        Some(CloseMode::ClientFirst) if half.eof => half.close(side, id, engine)?,
+                        Some(CloseMode::ClientFirst) => {}
                         Some(CloseMode::ServerFirst) => {
                             if conn.use_shutdown {
                                 half.shutdown(side, id, engine)?;
@@ -654,8 +648,7 @@ impl ServerApp {
                             if !conn.shutdown_scheduled {
                                 conn.shutdown_scheduled = true;
                                 // About when the client, which shuts down on the last response byte, does.
-                                cx.link
-                                    .wake(cx.now + config.delay, Side::Server, Wake::Shutdown(index));
+                                cx.link.wake(cx.now + config.delay, Side::Server, Wake::Shutdown(index));
                             }
                             if half.shut && half.eof {
                                 half.close(side, id, engine)?;

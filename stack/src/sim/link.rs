@@ -35,11 +35,7 @@ pub(crate) enum Wake {
 #[derive(Debug)]
 pub(crate) enum Item {
     /// A frame arriving at `to`; `corrupted` when the link flipped bits in it.
-    Frame {
-        to: Side,
-        data: Vec<u8>,
-        corrupted: bool,
-    },
+    Frame { to: Side, data: Vec<u8>, corrupted: bool },
     /// An application timer.
     Wake { side: Side, wake: Wake },
 }
@@ -286,7 +282,11 @@ mod tests {
             let diffs: Vec<usize> = (0..frame.len()).filter(|&i| frame[i] != original[i]).collect();
             assert!(!diffs.is_empty());
             assert!(diffs.iter().all(|&i| i >= ETH_HEADER));
-            assert!(diffs.iter().all(|&i| (i - ETH_HEADER) / 2 == (diffs[0] - ETH_HEADER) / 2));
+            assert!(
+                diffs
+                    .iter()
+                    .all(|&i| (i - ETH_HEADER) / 2 == (diffs[0] - ETH_HEADER) / 2)
+            );
         }
         let mut arp = vec![0u8; 42];
         arp[12] = 0x08;
@@ -296,13 +296,7 @@ mod tests {
 
     #[test]
     fn link_total_loss_delivers_nothing() {
-        let mut link = Link::new(
-            &SimConfig {
-                loss: 1.0,
-                ..config()
-            },
-            Rng::new(2),
-        );
+        let mut link = Link::new(&SimConfig { loss: 1.0, ..config() }, Rng::new(2));
         for _ in 0..10 {
             link.send(Instant::ZERO, Side::Server, vec![0; 60]);
         }

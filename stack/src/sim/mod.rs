@@ -291,7 +291,11 @@ impl SimConfig {
             arp: r.chance(0.5),
             allow_aborts: loss >= 0.1,
             buffer_size,
-            mss: if r.chance(0.8) { 1460 } else { r.between(536, 1460) as u16 },
+            mss: if r.chance(0.8) {
+                1460
+            } else {
+                r.between(536, 1460) as u16
+            },
             timestamps: r.chance(0.8),
             window_scaling: r.chance(0.8),
             sack: r.chance(0.8),
@@ -428,7 +432,7 @@ impl fmt::Display for Report {
             "{} conns ({} ok, {} aborted {:?}, {} late resets, {} simultaneous), {}+{} bytes, {:?} virtual, {} steps; link: {} sent, \
              {} lost, {} partitioned ({} partitions), {} dup, {} reordered, {} corrupted ({} delivered, {} dropped \
              by checksums); retransmits {}+{} (rto {}+{}, fast {}+{}), time-wait {}+{} (reused {}, overflow {}), \
-             ooo {}+{}, paws {}+{}, challenge acks {}+{}, connect retries {}",
+             ooo {}+{}, paws {}+{}, challenge acks {}+{}, window probes {}+{}, connect retries {}",
             self.connections,
             self.completed,
             self.aborted(),
@@ -464,6 +468,8 @@ impl fmt::Display for Report {
             s.drop_paws,
             c.challenge_acks_sent,
             s.challenge_acks_sent,
+            c.window_probes,
+            s.window_probes,
             self.connect_retries,
         )
     }
@@ -485,7 +491,9 @@ pub enum SimError {
     #[error("engine build failed: {0}")]
     Build(#[from] BuildError),
     /// Virtual time passed the configured limit.
-    #[error("virtual time limit reached at {now:?} while {phase:?}: client has {client_open} connections open, server {server_open}")]
+    #[error(
+        "virtual time limit reached at {now:?} while {phase:?}: client has {client_open} connections open, server {server_open}"
+    )]
     TimeLimit {
         /// When.
         now: Instant,
@@ -642,30 +650,26 @@ impl std::error::Error for SimFailure {}
 ///
 /// # Errors
 /// A [`SimFailure`] naming the first invariant broken, with the seed and the configuration to replay it.
-pub fn run(config: &SimConfig) -> Result<Report, SimFailure> {
+pub fn run(config: &SimConfig) -> Result<Report, Box<SimFailure>> {
     let mut sim = match Sim::new(config) {
         Ok(sim) => sim,
         Err(error) => {
-            return Err(SimFailure {
+            return Err(Box::new(SimFailure {
                 error,
                 config: config.clone(),
                 report: Report::default(),
-            });
+            }));
         }
     };
     let result = sim.run();
-    let report = sim.report();
-    match result {
-        Ok(()) => sim.verify(report).map_err(|(error, report)| SimFailure {
+    let mut report = sim.report();
+    match result.and_then(|()| sim.verify_into(&mut report)) {
+        Ok(()) => Ok(report),
+        Err(error) => Err(Box::new(SimFailure {
             error,
             config: config.clone(),
             report,
-        }),
-        Err(error) => Err(SimFailure {
-            error,
-            config: config.clone(),
-            report,
-        }),
+        })),
     }
 }
 
@@ -865,7 +869,11 @@ impl<'a> Sim<'a> {
                     let i = to.index();
                     touched[i] = true;
                     if self.config.trace {
-                        eprintln!("{now:?} {to:?} <- {}{}", FrameSummary(&data), if corrupted { " CORRUPTED" } else { "" });
+                        eprintln!(
+                            "{now:?} {to:?} <- {}{}",
+                            FrameSummary(&data),
+                            if corrupted { " CORRUPTED" } else { "" }
+                        );
                     }
                     self.engines[i].handle_frame(now, &data, &mut self.sink);
                     for frame in self.sink.drain(..) {
@@ -925,7 +933,12 @@ impl<'a> Sim<'a> {
         let i = side.index();
         while let Some(event) = self.engines[i].poll_event() {
             if self.config.trace {
-                eprintln!("{:?} {side:?} event {:?} on slot {}", self.now, event.kind, event.conn.index());
+                eprintln!(
+                    "{:?} {side:?} event {:?} on slot {}",
+                    self.now,
+                    event.kind,
+                    event.conn.index()
+                );
             }
             let mut cx = Ctx {
                 engine: &mut self.engines[i],
@@ -979,13 +992,6 @@ impl<'a> Sim<'a> {
     }
 
     /// The end-of-run checks on what the applications saw.
-    fn verify(&self, mut report: Report) -> Result<Report, (SimError, Report)> {
-        match self.verify_into(&mut report) {
-            Ok(()) => Ok(report),
-            Err(error) => Err((error, report)),
-        }
-    }
-
     fn verify_into(&self, report: &mut Report) -> Result<(), SimError> {
         let (client, server) = (&report.client, &report.server);
         if client.events_dropped + server.events_dropped > 0 {
