@@ -98,7 +98,10 @@ impl Engine {
         if tcb.flags.contains(Flags::FAST_REXMIT) {
             tcb.flags.remove(Flags::FAST_REXMIT);
             let avail = data_end.since(tcb.snd_una) as usize;
-            let len = avail.min(mss);
+            // Only what was sent before: bytes beyond SND.MAX never fit the window and go out as new data,
+            // which advances SND.MAX (else the peer's ACK for them would be an ACK of unsent data).
+            let sent = tcb.snd_max.since(tcb.snd_una) as usize;
+            let len = avail.min(sent).min(mss);
             let fin = want_fin && tcb.snd_fin.is_some() && len == avail;
             if len > 0 || fin {
                 let mut flags = ack_flag;
