@@ -206,9 +206,12 @@ fn simulation_same_seed_same_run_and_other_seed_other_run() {
 /// - 3306: without timestamps, a SYN reopening the server's TIME-WAIT record got an ISS inside the old
 ///   incarnation's sequence space (RFC 1122 §4.2.2.13 wants it beyond); a delayed old data segment then landed
 ///   in the new connection's window and corrupted the response.
+/// - 4443: a fast retransmission took a full MSS from SND.UNA, past SND.MAX (bytes the window had not let out
+///   yet), without advancing SND.MAX; the peer's ACK for them was then an "ACK of unsent data", answered with
+///   a challenge ACK, answered with a duplicate ACK, and so on until the sender timed out.
 #[test]
 fn simulation_regression_seeds_complete_without_aborts() {
-    for seed in [3084, 3306] {
+    for seed in [3084, 3306, 4443] {
         let config = SimConfig::from_seed(seed);
         let report = run_or_fail(&config);
         assert_eq!(report.aborted(), 0, "seed {seed}: {report}");
