@@ -14,6 +14,7 @@ pub mod buffer;
 pub mod engine;
 pub mod io;
 pub mod isn;
+pub mod sim;
 pub mod time;
 pub mod timer;
 pub mod wire;

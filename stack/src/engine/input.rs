@@ -721,6 +721,20 @@ impl Engine {
             if newer && self.config.time_wait_reuse {
                 self.drop_time_wait(tw, true);
                 self.segment_for_listen(now, key, src_mac, seg, tx);
+                // RFC 1122 §4.2.2.13: the new incarnation's ISS must lie beyond every sequence number the old
+                // one used, or the old one's delayed segments land in the new receive window (as Linux does,
+                // with a window's margin).
+                if let Some(FlowSlot::Conn(index)) = self.flows.get(&key) {
+                    let floor = record.snd_nxt + 65535 + 2;
+                    let tcb = &mut self.conns[index as usize];
+                    if tcb.state == State::SynReceived && tcb.iss.diff(floor) < 0 {
+                        tcb.iss = floor;
+                        tcb.snd_una = floor;
+                        tcb.snd_nxt = floor;
+                        tcb.snd_max = floor;
+                        tcb.snd_wl2 = floor;
+                    }
+                }
                 return;
             }
             self.counters.time_wait_syn_refused += 1;

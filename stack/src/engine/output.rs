@@ -98,7 +98,10 @@ impl Engine {
         if tcb.flags.contains(Flags::FAST_REXMIT) {
             tcb.flags.remove(Flags::FAST_REXMIT);
             let avail = data_end.since(tcb.snd_una) as usize;
-            let len = avail.min(mss);
+            // Only what was sent before: bytes beyond SND.MAX never fit the window and go out as new data,
+            // which advances SND.MAX (else the peer's ACK for them would be an ACK of unsent data).
+            let sent = tcb.snd_max.since(tcb.snd_una) as usize;
+            let len = avail.min(sent).min(mss);
             let fin = want_fin && tcb.snd_fin.is_some() && len == avail;
             if len > 0 || fin {
                 let mut flags = ack_flag;
@@ -407,7 +410,17 @@ impl Engine {
             } else {
                 config.syn_retries
             };
-            if tcb.retries >= limit {
+            if tcb.state.is_synchronized() && tcb.snd_wnd == 0 && tcb.data_end().diff(tcb.snd_una) > 0 {
+                // Data in flight behind a window that shrank to zero (or that a reordered old ACK zeroed): a
+                // retransmission could not go out, so probe the window instead and resend once it opens
+                // (RFC 9293 §3.8.6.1, MUST-36/37: a zero window never times the connection out).
+                tcb.snd_nxt = tcb.snd_una;
+                tcb.rtt_probe = None;
+                tcb.flags.insert(Flags::PROBE);
+                self.counters.window_probes += 1;
+                tcb.rtt.on_timeout();
+                tcb.persist_at = Some(now + tcb.rtt.rto(config.rto_max));
+            } else if tcb.retries >= limit {
                 if tcb.state == State::SynReceived && tcb.flags.contains(Flags::PASSIVE) {
                     self.counters.syn_received_timeouts += 1;
                 } else {
