@@ -1071,3 +1071,45 @@ fn time_wait_new_syn_with_newer_timestamp_is_accepted() {
     assert_eq!(out[0].ack, X - 100_000 + 1);
     assert_eq!(h.engine.counters().time_wait_reused, 1);
 }
+
+/// RFC 9293 MUST-37: a zero window keeps the connection open as long as the peer answers the probes; a peer
+/// that answers none of `data_retries` probes is gone, and the connection times out.
+#[test]
+fn established_zero_window_unanswered_probes_time_out() {
+    let mut h = Harness::new(EngineConfig {
+        data_retries: 3,
+        rto_max: Duration::from_secs(2),
+        ..config()
+    });
+    h.engine.listen(Port(US_PORT), 8).unwrap();
+    let y = h.send(syn(X))[0].seq;
+    h.send(TcpRepr {
+        window: 0,
+        ..seg(ACK, X + 1, y + 1)
+    });
+    let conn = h.events.pop().unwrap().conn;
+    h.engine.send(conn, b"stuck").unwrap();
+    h.poll();
+    // Answered probes: still open after many of them.
+    for _ in 0..10 {
+        let probe = h.advance(Duration::from_secs(3));
+        assert_eq!(flags(&probe), vec![ACK]);
+        h.send(TcpRepr {
+            window: 0,
+            ..seg(ACK, X + 1, y + 1)
+        });
+    }
+    assert_eq!(h.engine.state(conn), Ok(State::Established));
+    // Unanswered: three more probes, then the end.
+    for _ in 0..3 {
+        assert_eq!(flags(&h.advance(Duration::from_secs(3))), vec![ACK]);
+    }
+    let out = h.advance(Duration::from_secs(3));
+    assert_eq!(flags(&out), vec![TcpFlags::RST | ACK]);
+    assert_eq!(
+        h.take_events(),
+        vec![EventKind::Closed {
+            reason: CloseReason::TimedOut
+        }]
+    );
+}

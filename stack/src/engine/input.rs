@@ -449,6 +449,10 @@ impl Engine {
                 tcb.persist_at = None;
             }
         }
+        if tcb.persist_at.is_some() {
+            // An answer to a window probe: the peer is alive (RFC 9293 MUST-37).
+            tcb.retries = 0;
+        }
         let fin_acked = tcb.snd_fin.is_some_and(|fin| seg.ack.diff(fin) > 0);
         match tcb.state {
             State::FinWait1 if fin_acked => {

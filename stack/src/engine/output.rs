@@ -410,10 +410,14 @@ impl Engine {
             } else {
                 config.syn_retries
             };
-            if tcb.state.is_synchronized() && tcb.snd_wnd == 0 && tcb.data_end().diff(tcb.snd_una) > 0 {
+            let behind_zero_window =
+                tcb.state.is_synchronized() && tcb.snd_wnd == 0 && tcb.data_end().diff(tcb.snd_una) > 0;
+            if behind_zero_window && tcb.retries < limit {
+                tcb.retries += 1;
                 // Data in flight behind a window that shrank to zero (or that a reordered old ACK zeroed): a
                 // retransmission could not go out, so probe the window instead and resend once it opens
-                // (RFC 9293 §3.8.6.1, MUST-36/37: a zero window never times the connection out).
+                // (RFC 9293 §3.8.6.1, MUST-36/37: a zero window never times out a peer that answers its probes;
+                // answers reset `retries`, unanswered probes count toward the limit).
                 tcb.snd_nxt = tcb.snd_una;
                 tcb.rtt_probe = None;
                 tcb.flags.insert(Flags::PROBE);
@@ -453,11 +457,19 @@ impl Engine {
             self.counters.delayed_acks += 1;
         }
         if outcome.is_none() && due(tcb.persist_at) {
-            // Zero-window probe (RFC 9293 §3.8.6.1, MUST-36): the connection stays open however long (MUST-37).
-            tcb.flags.insert(Flags::PROBE);
-            self.counters.window_probes += 1;
-            tcb.rtt.on_timeout();
-            tcb.persist_at = Some(now + tcb.rtt.rto(config.rto_max));
+            // Zero-window probe (RFC 9293 §3.8.6.1, MUST-36). The connection stays open however long the window
+            // stays shut as long as the peer answers the probes (MUST-37): an answer resets `retries`; a peer
+            // that answers none of `data_retries` probes is gone.
+            if tcb.retries >= config.data_retries {
+                self.counters.rto_aborts += 1;
+                outcome = Some(CloseReason::TimedOut);
+            } else {
+                tcb.retries += 1;
+                tcb.flags.insert(Flags::PROBE);
+                self.counters.window_probes += 1;
+                tcb.rtt.on_timeout();
+                tcb.persist_at = Some(now + tcb.rtt.rto(config.rto_max));
+            }
         }
         if outcome.is_none() && due(tcb.keepalive_at) {
             if let Some(keepalive) = config.keepalive {
