@@ -63,6 +63,10 @@ pub struct EngineConfig {
     pub ephemeral_ports: (u16, u16),
     /// Accept a SYN that hits a TIME-WAIT record when RFC 6191's timestamp or sequence rules show it is new.
     pub time_wait_reuse: bool,
+    /// How long our own TIME-WAIT record must have existed before `connect` reuses its 4-tuple (timestamps
+    /// required). Linux's `tcp_tw_reuse_delay` is 1 s; a shorter delay raises the chance that a peer still in
+    /// LAST-ACK (our final ACK lost) meets the new SYN and the old connection ends with a reset.
+    pub time_wait_reuse_delay: Duration,
     /// ARP requests sent for an unknown neighbour before its waiting connections fail.
     pub arp_retries: u8,
     /// Interval between ARP requests for the same address.
@@ -122,6 +126,7 @@ impl Default for EngineConfig {
             challenge_ack_limit: 1000,
             ephemeral_ports: (32768, 60999),
             time_wait_reuse: true,
+            time_wait_reuse_delay: Duration::from_secs(1),
             arp_retries: 3,
             arp_retry_interval: Duration::from_secs(1),
             timer: TimerConfig::default(),

@@ -678,8 +678,8 @@ impl Engine {
     }
 
     /// Whether our own TIME-WAIT record may give its 4-tuple to a new active open: timestamps were in use, so
-    /// the peer can tell our new SYN from old duplicates (RFC 6191 §2), and a millisecond has passed so our
-    /// TSval has moved on.
+    /// the peer can tell our new SYN from old duplicates (RFC 6191 §2), and `time_wait_reuse_delay` has passed
+    /// (at least a millisecond, so our TSval has moved on).
     fn time_wait_reusable(&self, now: Instant, tw: u32) -> bool {
         if !self.config.time_wait_reuse {
             return false;
@@ -693,7 +693,11 @@ impl Engine {
         match self.wheel.deadline(self.time_wait_timer(tw)) {
             Some(expiry) => {
                 let entered = expiry - self.config.msl * 2;
-                now.saturating_since(entered) >= core::time::Duration::from_millis(1)
+                let delay = self
+                    .config
+                    .time_wait_reuse_delay
+                    .max(core::time::Duration::from_millis(1));
+                now.saturating_since(entered) >= delay
             }
             None => true,
         }
