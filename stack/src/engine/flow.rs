@@ -4,6 +4,8 @@
 //! [`FlowHasher`]). Its capacity is fixed at start: hashbrown is built for twice the most entries it may hold,
 //! so the in-place rehash that clears tombstones always suffices and no insert ever reallocates; an insert
 //! beyond the limit is refused and counted by the caller.
+//!
+//! Public so that benchmarks can time lookups on their own; the engine is its only user otherwise.
 
 use core::net::Ipv4Addr;
 
@@ -27,38 +29,41 @@ pub struct FlowKey {
 
 /// What a 4-tuple maps to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum FlowSlot {
+pub enum FlowSlot {
     /// A connection control block, by slab index.
     Conn(u32),
     /// A compact TIME-WAIT record, by index.
     TimeWait(u32),
 }
 
-/// The table is full.
+/// The table is full: the caller refuses the connection (or skips the TIME-WAIT record) and counts it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct TableFull;
+pub struct TableFull;
 
-pub(crate) struct FlowTable {
+/// The 4-tuple map with a fixed limit, allocated once in [`FlowTable::new`].
+pub struct FlowTable {
     map: HashMap<FlowKey, FlowSlot, FlowHasher>,
     limit: usize,
 }
 
 impl FlowTable {
-    pub(crate) fn new(limit: usize, hasher: FlowHasher) -> FlowTable {
+    /// A table for at most `limit` entries, hashed with `hasher` (keyed: the keys come from the network).
+    pub fn new(limit: usize, hasher: FlowHasher) -> FlowTable {
         FlowTable {
             map: HashMap::with_capacity_and_hasher(limit.saturating_mul(2).max(4), hasher),
             limit,
         }
     }
 
+    /// What `key` maps to, if anything: the lookup every received segment makes.
     #[inline]
-    pub(crate) fn get(&self, key: &FlowKey) -> Option<FlowSlot> {
+    pub fn get(&self, key: &FlowKey) -> Option<FlowSlot> {
         self.map.get(key).copied()
     }
 
     /// Inserts or replaces; refuses a new key when the table holds `limit` entries.
     #[inline]
-    pub(crate) fn insert(&mut self, key: FlowKey, slot: FlowSlot) -> Result<(), TableFull> {
+    pub fn insert(&mut self, key: FlowKey, slot: FlowSlot) -> Result<(), TableFull> {
         if let Some(existing) = self.map.get_mut(&key) {
             *existing = slot;
             return Ok(());
@@ -70,12 +75,19 @@ impl FlowTable {
         Ok(())
     }
 
+    /// Removes `key`, returning what it mapped to.
     #[inline]
-    pub(crate) fn remove(&mut self, key: &FlowKey) -> Option<FlowSlot> {
+    pub fn remove(&mut self, key: &FlowKey) -> Option<FlowSlot> {
         self.map.remove(key)
     }
 
-    pub(crate) fn len(&self) -> usize {
+    /// Entries held (connections and TIME-WAIT records).
+    pub fn len(&self) -> usize {
         self.map.len()
+    }
+
+    /// Whether the table holds no entry.
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
     }
 }
