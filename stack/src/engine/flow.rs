@@ -10,6 +10,7 @@
 use core::net::Ipv4Addr;
 
 use hashbrown::HashMap;
+use hashbrown::hash_map::Entry;
 
 use crate::isn::FlowHasher;
 use crate::wire::Port;
@@ -64,15 +65,32 @@ impl FlowTable {
     /// Inserts or replaces; refuses a new key when the table holds `limit` entries.
     #[inline]
     pub fn insert(&mut self, key: FlowKey, slot: FlowSlot) -> Result<(), TableFull> {
-        if let Some(existing) = self.map.get_mut(&key) {
-            *existing = slot;
-            return Ok(());
+        // One hash and one probe for both cases (the key is hashed with SipHash, which dominates).
+        let full = self.map.len() >= self.limit;
+        match self.map.entry(key) {
+            Entry::Occupied(mut existing) => {
+                *existing.get_mut() = slot;
+                Ok(())
+            }
+            Entry::Vacant(_) if full => Err(TableFull),
+            Entry::Vacant(vacant) => {
+                vacant.insert(slot);
+                Ok(())
+            }
         }
-        if self.map.len() >= self.limit {
-            return Err(TableFull);
+    }
+
+    /// Removes `key` only if it maps to `slot` (a newer connection or record may own the 4-tuple by now); one
+    /// hash instead of a `get` and a `remove`. Returns whether it removed.
+    #[inline]
+    pub fn remove_if(&mut self, key: &FlowKey, slot: FlowSlot) -> bool {
+        match self.map.entry(*key) {
+            Entry::Occupied(entry) if *entry.get() == slot => {
+                entry.remove();
+                true
+            }
+            _ => false,
         }
-        self.map.insert(key, slot);
-        Ok(())
     }
 
     /// Removes `key`, returning what it mapped to.

@@ -585,9 +585,7 @@ impl Engine {
         }
         tcb.tx.release(&mut self.pool);
         tcb.rx.release(&mut self.pool);
-        if self.flows.get(&tcb.key) == Some(FlowSlot::Conn(index)) {
-            self.flows.remove(&tcb.key);
-        }
+        self.flows.remove_if(&tcb.key, FlowSlot::Conn(index));
         tcb.state = State::Listen; // "free" marker: no control block is ever in LISTEN
         tcb.generation = tcb.generation.wrapping_add(1);
         tcb.flags = Flags::default();
@@ -616,9 +614,7 @@ impl Engine {
         }
         let app_closed = tcb.flags.contains(Flags::APP_CLOSED);
         // The flow entry goes now so a new connection can use the 4-tuple; the slot may stay for leftover reads.
-        if self.flows.get(&tcb.key) == Some(FlowSlot::Conn(index)) {
-            self.flows.remove(&tcb.key);
-        }
+        self.flows.remove_if(&tcb.key, FlowSlot::Conn(index));
         self.wheel.cancel(TimerId(index));
         // A passive connection the application never saw goes back to LISTEN silently (RFC 9293 §3.10.7.4).
         if !was_passive_half_open {
@@ -691,9 +687,7 @@ impl Engine {
     fn drop_time_wait(&mut self, tw: u32, reused: bool) {
         if let Some(record) = self.time_wait.get(tw) {
             let key = record.key;
-            if self.flows.get(&key) == Some(FlowSlot::TimeWait(tw)) {
-                self.flows.remove(&key);
-            }
+            self.flows.remove_if(&key, FlowSlot::TimeWait(tw));
         }
         self.wheel.cancel(self.time_wait_timer(tw));
         self.time_wait.remove(tw);
