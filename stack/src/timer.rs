@@ -105,6 +105,9 @@ struct Node {
     deadline: u64,
 }
 
+/// Bytes per timer id (one node each), for memory accounting.
+pub(crate) const NODE_BYTES: usize = core::mem::size_of::<Node>();
+
 impl Node {
     const UNLINKED: Node = Node {
         next: NONE,

@@ -4,10 +4,13 @@
 //! [`FlowHasher`]). Its capacity is fixed at start: hashbrown is built for twice the most entries it may hold,
 //! so the in-place rehash that clears tombstones always suffices and no insert ever reallocates; an insert
 //! beyond the limit is refused and counted by the caller.
+//!
+//! Public so that benchmarks can time lookups on their own; the engine is its only user otherwise.
 
 use core::net::Ipv4Addr;
 
 use hashbrown::HashMap;
+use hashbrown::hash_map::Entry;
 
 use crate::isn::FlowHasher;
 use crate::wire::Port;
@@ -27,55 +30,82 @@ pub struct FlowKey {
 
 /// What a 4-tuple maps to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum FlowSlot {
+pub enum FlowSlot {
     /// A connection control block, by slab index.
     Conn(u32),
     /// A compact TIME-WAIT record, by index.
     TimeWait(u32),
 }
 
-/// The table is full.
+/// The table is full: the caller refuses the connection (or skips the TIME-WAIT record) and counts it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct TableFull;
+pub struct TableFull;
 
-pub(crate) struct FlowTable {
+/// The 4-tuple map with a fixed limit, allocated once in [`FlowTable::new`].
+pub struct FlowTable {
     map: HashMap<FlowKey, FlowSlot, FlowHasher>,
     limit: usize,
 }
 
 impl FlowTable {
-    pub(crate) fn new(limit: usize, hasher: FlowHasher) -> FlowTable {
+    /// A table for at most `limit` entries, hashed with `hasher` (keyed: the keys come from the network).
+    pub fn new(limit: usize, hasher: FlowHasher) -> FlowTable {
         FlowTable {
             map: HashMap::with_capacity_and_hasher(limit.saturating_mul(2).max(4), hasher),
             limit,
         }
     }
 
+    /// What `key` maps to, if anything: the lookup every received segment makes.
     #[inline]
-    pub(crate) fn get(&self, key: &FlowKey) -> Option<FlowSlot> {
+    pub fn get(&self, key: &FlowKey) -> Option<FlowSlot> {
         self.map.get(key).copied()
     }
 
     /// Inserts or replaces; refuses a new key when the table holds `limit` entries.
     #[inline]
-    pub(crate) fn insert(&mut self, key: FlowKey, slot: FlowSlot) -> Result<(), TableFull> {
-        if let Some(existing) = self.map.get_mut(&key) {
-            *existing = slot;
-            return Ok(());
+    pub fn insert(&mut self, key: FlowKey, slot: FlowSlot) -> Result<(), TableFull> {
+        // One hash and one probe for both cases (the key is hashed with SipHash, which dominates).
+        let full = self.map.len() >= self.limit;
+        match self.map.entry(key) {
+            Entry::Occupied(mut existing) => {
+                *existing.get_mut() = slot;
+                Ok(())
+            }
+            Entry::Vacant(_) if full => Err(TableFull),
+            Entry::Vacant(vacant) => {
+                vacant.insert(slot);
+                Ok(())
+            }
         }
-        if self.map.len() >= self.limit {
-            return Err(TableFull);
-        }
-        self.map.insert(key, slot);
-        Ok(())
     }
 
+    /// Removes `key` only if it maps to `slot` (a newer connection or record may own the 4-tuple by now); one
+    /// hash instead of a `get` and a `remove`. Returns whether it removed.
     #[inline]
-    pub(crate) fn remove(&mut self, key: &FlowKey) -> Option<FlowSlot> {
+    pub fn remove_if(&mut self, key: &FlowKey, slot: FlowSlot) -> bool {
+        match self.map.entry(*key) {
+            Entry::Occupied(entry) if *entry.get() == slot => {
+                entry.remove();
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Removes `key`, returning what it mapped to.
+    #[inline]
+    pub fn remove(&mut self, key: &FlowKey) -> Option<FlowSlot> {
         self.map.remove(key)
     }
 
-    pub(crate) fn len(&self) -> usize {
+    /// Entries held (connections and TIME-WAIT records).
+    pub fn len(&self) -> usize {
         self.map.len()
+    }
+
+    /// Whether the table holds no entry.
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
     }
 }

@@ -1,0 +1,180 @@
+//! The life-cycle rate while many other connections are held: 1K, 100K and 1M idle established connections,
+//! and 1M TIME-WAIT records. A stack whose per-connection cost grows with the table (linear scans, cache-hostile
+//! layouts, timers visited per tick) shows it here. Also reports memory per connection and per TIME-WAIT record.
+//!
+//! The measured workload is the `lifecycle` bench's `c64` (64 life cycles in flight). Idle connections use other
+//! server ports than the measured traffic; they carry no data and have no timer armed.
+//!
+//! `cargo bench -p synack-bench --bench scaling -- --warm-up-time 1 --measurement-time 3`
+//!
+//! Under `cargo test --all-targets` (no `--bench` argument) the sizes shrink to 1K/10K/20K idle and 20K
+//! TIME-WAIT so the run stays short.
+
+mod common;
+
+use std::hint::black_box;
+use std::time::{Duration as StdDuration, Instant as StdInstant};
+
+use core::time::Duration;
+use criterion::{Criterion, Throughput};
+use synack::engine::Footprint;
+
+use common::{Pair, PairConfig, rss_bytes};
+
+const CONCURRENCY: usize = 64;
+/// Handshakes started per poll round while setting up.
+const SETUP_BATCH: usize = 2048;
+
+struct Scenario {
+    name: String,
+    pair: Pair,
+    /// Idle connections or TIME-WAIT records held.
+    held: usize,
+    /// Resident bytes the pair took when built (preallocation), and when filled.
+    rss_built: u64,
+    rss_filled: u64,
+}
+
+fn label(n: usize) -> String {
+    match n {
+        n if n >= 1_000_000 && n % 1_000_000 == 0 => format!("{}M", n / 1_000_000),
+        n if n >= 1_000 && n % 1_000 == 0 => format!("{}K", n / 1_000),
+        n => n.to_string(),
+    }
+}
+
+fn idle_scenario(n: usize) -> Scenario {
+    let before = rss_bytes();
+    let mut pair = Pair::new(PairConfig {
+        max_connections: n + 1024,
+        max_time_wait: 65536,
+        // As in the lifecycle bench: TIME-WAIT of the measured traffic expires after 2,000 rounds.
+        msl: Duration::from_millis(100),
+        wire_frames: 2 * SETUP_BATCH + 1024,
+    });
+    let built = rss_bytes();
+    let start = StdInstant::now();
+    pair.open_idle(n, SETUP_BATCH);
+    let filled = rss_bytes();
+    assert!(pair.client.connection_count() == n && pair.server.connection_count() == n);
+    eprintln!("  set up {} idle connections in {:?}", n, start.elapsed());
+    Scenario {
+        name: format!("idle_{}", label(n)),
+        pair,
+        held: n,
+        rss_built: built.saturating_sub(before),
+        rss_filled: filled.saturating_sub(built),
+    }
+}
+
+fn time_wait_scenario(n: usize) -> Scenario {
+    let before = rss_bytes();
+    let mut pair = Pair::new(PairConfig {
+        // Room for the setup's handshakes in flight.
+        max_connections: 2 * SETUP_BATCH + 1024,
+        // The pre-filled records plus the measured traffic's own, which port reuse bounds at ~64,500.
+        max_time_wait: n + 65536,
+        // Long enough that the pre-filled records stay for the whole run (2*MSL = 60 s of simulated time, the
+        // run lasts a few simulated seconds).
+        msl: Duration::from_secs(30),
+        wire_frames: 3 * SETUP_BATCH + 1024,
+    });
+    let built = rss_bytes();
+    let start = StdInstant::now();
+    pair.fill_time_wait(n, SETUP_BATCH);
+    let filled = rss_bytes();
+    assert_eq!(pair.client.time_wait_count(), n);
+    eprintln!("  set up {} TIME-WAIT records in {:?}", n, start.elapsed());
+    Scenario {
+        name: format!("time_wait_{}", label(n)),
+        pair,
+        held: n,
+        rss_built: built.saturating_sub(before),
+        rss_filled: filled.saturating_sub(built),
+    }
+}
+
+fn main() {
+    let full = common::bench_mode();
+    let idle_sizes: &[usize] = if full {
+        &[1_000, 100_000, 1_000_000]
+    } else {
+        &[1_000, 10_000, 20_000]
+    };
+    let time_wait_size = if full { 1_000_000 } else { 20_000 };
+
+    let mut scenarios: Vec<Scenario> = idle_sizes.iter().map(|&n| idle_scenario(n)).collect();
+    scenarios.push(time_wait_scenario(time_wait_size));
+
+    let mut criterion = Criterion::default().configure_from_args();
+    {
+        let mut group = criterion.benchmark_group("scaling");
+        group.throughput(Throughput::Elements(1));
+        for s in scenarios.iter_mut() {
+            let pair = &mut s.pair;
+            group.bench_function(&s.name, |b| {
+                b.iter_custom(|iters| {
+                    let start = StdInstant::now();
+                    pair.life_cycles(iters, CONCURRENCY);
+                    start.elapsed()
+                })
+            });
+        }
+        group.finish();
+    }
+    criterion.final_summary();
+
+    // Same-run comparison: every scenario timed in turn, three rounds, best of each.
+    let n: u64 = if full { 200_000 } else { 2_000 };
+    let mut best = vec![StdDuration::MAX; scenarios.len()];
+    for _ in 0..3 {
+        for (s, best) in scenarios.iter_mut().zip(best.iter_mut()) {
+            let start = StdInstant::now();
+            s.pair.life_cycles(black_box(n), CONCURRENCY);
+            *best = (*best).min(start.elapsed());
+        }
+    }
+    let ns: Vec<f64> = best.iter().map(|d| d.as_nanos() as f64 / n as f64).collect();
+    println!("\nscaling summary (c{CONCURRENCY}, {n} life cycles per pass, best of 3, all scenarios in the same run):");
+    for (s, this) in scenarios.iter().zip(&ns) {
+        s.pair.check_clean();
+        println!(
+            "scaling {:<14} {:>7.0} ns/conn ({:>9.0} conn/s), {:.2}x the first; held: {} conns + {} TIME-WAIT (client)",
+            s.name,
+            this,
+            1e9 / this,
+            this / ns[0],
+            s.pair.client.connection_count(),
+            s.pair.client.time_wait_count(),
+        );
+    }
+    let last_idle = idle_sizes.len() - 1;
+    println!(
+        "scaling growth {} -> {} idle: {:.2}x (target <= 1.3x); {} -> {} TIME-WAIT: {:.2}x",
+        label(idle_sizes[0]),
+        label(idle_sizes[last_idle]),
+        ns[last_idle] / ns[0],
+        label(idle_sizes[0]),
+        label(time_wait_size),
+        ns[last_idle + 1] / ns[0],
+    );
+
+    let f = Footprint::of_this_build();
+    println!(
+        "memory: control block {} B, flow bucket {} B, timer node {} B, TIME-WAIT record {} B",
+        f.control_block, f.flow_bucket, f.timer_node, f.time_wait_record
+    );
+    for s in &scenarios {
+        // Both engines hold each idle connection; only the client holds the TIME-WAIT records.
+        let holders = if s.name.starts_with("idle") { 2 } else { 1 };
+        let per = (s.held * holders) as f64;
+        println!(
+            "memory {:<14} RSS of the built pair {:>5} MiB, of filling it {:>5} MiB: {:.0} B per entry filled, {:.0} B per entry built+filled",
+            s.name,
+            s.rss_built >> 20,
+            s.rss_filled >> 20,
+            s.rss_filled as f64 / per,
+            (s.rss_built + s.rss_filled) as f64 / per,
+        );
+    }
+}
