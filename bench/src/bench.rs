@@ -142,8 +142,10 @@ fn phase_configs(
     (responder, loadgen)
 }
 
-/// Runs the responder (in `server_ns`, or here) until the load generator (in `client_ns`) is done.
-fn run_phase(
+/// Runs the responder until the load generator is done, and returns both reports. With `namespaces`
+/// (client, server) each runs in its namespace on the interfaces its configuration names; with `links` (client,
+/// server) synack runs on those links (the in-memory link) in this namespace.
+pub fn run_phase(
     case: String,
     link_name: &str,
     responder: &ResponderConfig,
@@ -288,10 +290,20 @@ fn run_veth(cfg: &BenchConfig) -> Result<BenchReport, VethError> {
     pair.add_kernel_address(Side::Synack, kernel_server, 24)
         .map_err(|e| failed(format!("adding {kernel_server}: {e}")))?;
     let (client_ns, server_ns) = (pair.netns(Side::Kernel).to_owned(), pair.netns(Side::Synack).to_owned());
-    let interfaces = (pair.interface(Side::Kernel).to_owned(), pair.interface(Side::Synack).to_owned());
+    let interfaces = (
+        pair.interface(Side::Kernel).to_owned(),
+        pair.interface(Side::Synack).to_owned(),
+    );
+    // The pair turns the client end's offloads off (AF_XDP needs full checksums from the kernel); the server
+    // end gets the same, so both kernel ends are set alike.
+    let server_if = interfaces.1.clone();
+    run_in_netns(&server_ns, move || disable_tx_offloads(&server_if))
+        .map_err(|e| failed(e.to_string()))?
+        .map_err(|e| failed(format!("offloads: {e}")))?;
     let kernel_settings = vec![
         format!("client namespace: net.ipv4.tcp_tw_reuse=1, ip_local_port_range=1024 65535, {n} source addresses"),
         "server namespace: net.core.somaxconn=65535, tcp_max_syn_backlog=65535, listen backlog 4096".to_owned(),
+        "veth: TX checksum offload, TSO and GSO off on both ends (as AF_XDP needs), IPv6 off".to_owned(),
         "both: TIME-WAIT is fixed at 60 s in Linux; the TIME-WAIT 0 case sets tcp_max_tw_buckets=0".to_owned(),
         "sockets: non-blocking, epoll, TCP_NODELAY, SO_REUSEADDR, IP_BIND_ADDRESS_NO_PORT".to_owned(),
     ];
@@ -362,8 +374,15 @@ fn run_veth(cfg: &BenchConfig) -> Result<BenchReport, VethError> {
                 );
                 let case = case_name(close, msl, StackKind::Kernel);
                 eprintln!("bench: kernel, {case} ...");
-                let p = run_phase(case, "veth (kernel sockets)", &r, &l, Some((&client_ns, &server_ns)), None)
-                    .map_err(VethError::Failed)?;
+                let p = run_phase(
+                    case,
+                    "veth (kernel sockets)",
+                    &r,
+                    &l,
+                    Some((&client_ns, &server_ns)),
+                    None,
+                )
+                .map_err(VethError::Failed)?;
                 phases.push(p);
             }
         }
@@ -429,7 +448,7 @@ pub fn table(r: &BenchReport) -> String {
         s += &format!("in-memory comparison (no veth/kernel run: {why})\n");
     }
     s += &format!(
-        "{:<44} {:<7} {:>9} {:>8} {:>8} {:>9} {:>9} {:>8} {:>10} {:>6} {:>6} {:>6}\n",
+        "{:<52} {:<7} {:>9} {:>8} {:>8} {:>9} {:>9} {:>8} {:>10} {:>6} {:>6} {:>6}\n",
         "case",
         "stack",
         "conn/s",
@@ -445,7 +464,7 @@ pub fn table(r: &BenchReport) -> String {
     );
     let row = |p: &Phase| {
         format!(
-            "{:<44} {:<7} {:>9.0} {:>8.1} {:>8.1} {:>9.1} {:>9.1} {:>8.2} {:>10.0} {:>6} {:>6} {:>6}\n",
+            "{:<52} {:<7} {:>9.0} {:>8.1} {:>8.1} {:>9.1} {:>9.1} {:>8.2} {:>10.0} {:>6} {:>6} {:>6}\n",
             p.case,
             format!("{:?}", p.stack).to_lowercase(),
             p.loadgen.rate,
@@ -468,7 +487,7 @@ pub fn table(r: &BenchReport) -> String {
             s += &row(k);
             let ratio = |a: f64, b: f64| if b > 0.0 { a / b } else { f64::NAN };
             s += &format!(
-                "{:<44} {:<7} {:>8.2}x {:>7.2}x {:>7.2}x {:>8.2}x {:>8.2}x {:>7.2}x\n",
+                "{:<52} {:<7} {:>8.2}x {:>7.2}x {:>7.2}x {:>8.2}x {:>8.2}x {:>7.2}x\n",
                 "  synack / kernel",
                 "ratio",
                 ratio(p.loadgen.rate, k.loadgen.rate),
@@ -567,16 +586,17 @@ fn reflect(pair: &NetnsPair, cfg: &BenchConfig, duration: Duration) -> Result<f6
                 let (mut sent, mut echoed) = (0u64, 0u64);
                 while started.elapsed() < duration {
                     // Keep at most 1024 frames in flight so the reflector is never flooded into drops.
-                    let mut tx = dev.transmitter();
-                    let mut k = 0;
-                    while k < 64 && sent - echoed < 1024 {
-                        if !tx.transmit(frame.len(), |b| b.copy_from_slice(&frame)) {
-                            break;
+                    {
+                        let mut tx = dev.transmitter();
+                        let mut k = 0;
+                        while k < 64 && sent - echoed < 1024 {
+                            if !tx.transmit(frame.len(), |b| b.copy_from_slice(&frame)) {
+                                break;
+                            }
+                            sent += 1;
+                            k += 1;
                         }
-                        sent += 1;
-                        k += 1;
                     }
-                    drop(tx);
                     dev.flush().map_err(|e| RunError(e.to_string()))?;
                     echoed += dev.receive(64, |_, _| {}).map_err(|e| RunError(e.to_string()))? as u64;
                     if started.elapsed() > Duration::from_millis(200) && echoed == 0 {
@@ -596,9 +616,7 @@ fn reflect(pair: &NetnsPair, cfg: &BenchConfig, duration: Duration) -> Result<f6
         };
         let t = Instant::now();
         stop.store(true, Ordering::Release);
-        let frames = reflector
-            .join()
-            .map_err(|_| RunError("reflector panicked".into()))??;
+        let frames = reflector.join().map_err(|_| RunError("reflector panicked".into()))??;
         generated?;
         let _ = t;
         Ok(frames as f64 / duration.as_secs_f64())
@@ -624,4 +642,49 @@ fn udp_frame(src_mac: [u8; 6], dst_mac: [u8; 6], src: Ipv4Addr, dst: Ipv4Addr) -
     f[36..38].copy_from_slice(&9u16.to_be_bytes());
     f[38..40].copy_from_slice(&(ip_len - 20).to_be_bytes());
     f
+}
+
+/// Turns TX checksum offload, TSO and GSO off on `ifname` (in the calling thread's namespace), as the
+/// `ethtool -K dev tx off tso off gso off` would. Needed where a kernel socket sends to synack over veth: with
+/// the offload on, the kernel's frames reach AF_XDP with partial checksums, which synack rightly drops.
+pub fn disable_tx_offloads(ifname: &str) -> std::io::Result<()> {
+    #[repr(C)]
+    struct EthtoolValue {
+        cmd: u32,
+        data: u32,
+    }
+    #[repr(C)]
+    struct IfReq {
+        name: [u8; 16],
+        data: *mut libc::c_void,
+        _pad: [u8; 16],
+    }
+    const SIOCETHTOOL: libc::c_ulong = 0x8946;
+    let bytes = ifname.as_bytes();
+    if bytes.len() >= 16 {
+        return Err(std::io::Error::from(std::io::ErrorKind::InvalidInput));
+    }
+    // SAFETY: a datagram socket used only for the ioctls below and closed at the end; `ifr` points at `value`,
+    // both live across each call, and the kernel reads/writes only `struct ethtool_value`.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let mut result = Ok(());
+        for (cmd, required) in [(0x17u32, true), (0x1f, false), (0x24, false)] {
+            let mut value = EthtoolValue { cmd, data: 0 };
+            let mut ifr = IfReq {
+                name: [0; 16],
+                data: (&raw mut value).cast(),
+                _pad: [0; 16],
+            };
+            ifr.name[..bytes.len()].copy_from_slice(bytes);
+            if libc::ioctl(fd, SIOCETHTOOL as _, &mut ifr) != 0 && required {
+                result = Err(std::io::Error::last_os_error());
+            }
+        }
+        libc::close(fd);
+        result
+    }
 }

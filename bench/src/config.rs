@@ -340,7 +340,7 @@ impl Validate for EngineSettings {
         if self.max_connections == 0 {
             return Err(bad("engine.max_connections", "at least 1"));
         }
-        if !(self.msl_secs >= 0.0 && self.msl_secs <= 3600.0) {
+        if !(0.0..=3600.0).contains(&self.msl_secs) {
             return Err(bad("engine.msl_secs", "0..=3600 seconds"));
         }
         if self.buffer_size < 1024 {
@@ -379,7 +379,7 @@ fn check_sizes(protocol: Protocol, request: usize, response: usize) -> Result<()
 }
 
 fn check_duration(key: &str, secs: f64) -> Result<(), ConfigError> {
-    if !(secs >= 0.0 && secs <= 86_400.0) {
+    if !(0.0..=86_400.0).contains(&secs) {
         return Err(bad(key, "a number of seconds in 0..=86400"));
     }
     Ok(())
@@ -435,7 +435,10 @@ impl Validate for LoadgenConfig {
         check_duration("duration_secs", self.duration_secs)?;
         check_duration("drain_secs", self.drain_secs)?;
         if self.duration_secs == 0.0 && self.connections == 0 {
-            return Err(bad("duration_secs", "a time bound, or `connections` > 0 (one bound at least)"));
+            return Err(bad(
+                "duration_secs",
+                "a time bound, or `connections` > 0 (one bound at least)",
+            ));
         }
         if self.stack == StackKind::Synack && self.concurrency as usize > self.engine.max_connections {
             return Err(bad("concurrency", "at most engine.max_connections"));
@@ -456,7 +459,7 @@ impl Validate for BenchConfig {
         if self.close.is_empty() {
             return Err(bad("close", "a non-empty list of \"client\" and/or \"server\""));
         }
-        if self.msl_secs.is_empty() || self.msl_secs.iter().any(|m| !(*m >= 0.0 && *m <= 3600.0)) {
+        if self.msl_secs.is_empty() || self.msl_secs.iter().any(|m| !(0.0..=3600.0).contains(m)) {
             return Err(bad("msl_secs", "a non-empty list of seconds in 0..=3600"));
         }
         if self.source_count == 0 || self.source_count > 50 {

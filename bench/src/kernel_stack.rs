@@ -324,7 +324,11 @@ fn sockaddr(addr: SocketAddrV4) -> libc::sockaddr_in {
 fn new_socket() -> io::Result<i32> {
     // SAFETY: plain socket/setsockopt calls on a descriptor we own; results are checked.
     unsafe {
-        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC, 0);
+        let fd = libc::socket(
+            libc::AF_INET,
+            libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+            0,
+        );
         if fd < 0 {
             return Err(io::Error::last_os_error());
         }
@@ -586,7 +590,8 @@ pub fn run_loadgen(cfg: &LoadgenConfig, control: Control) -> Result<Report, RunE
         let timeout = match cfg.mode {
             LoadMode::Open if stopped_at.is_none() => {
                 let next = start + interval * u32::try_from(scheduled).unwrap_or(u32::MAX);
-                next.saturating_duration_since(Instant::now()).min(Duration::from_millis(10))
+                next.saturating_duration_since(Instant::now())
+                    .min(Duration::from_millis(10))
             }
             _ => Duration::from_millis(10),
         };

@@ -19,7 +19,11 @@ pub fn response_bytes(protocol: Protocol, size: usize, close: CloseFirst) -> Vec
     match protocol {
         Protocol::Fixed => vec![b'r'; size],
         Protocol::Http => {
-            let connection = if close == CloseFirst::Server { "close" } else { "keep-alive" };
+            let connection = if close == CloseFirst::Server {
+                "close"
+            } else {
+                "keep-alive"
+            };
             let mut r = format!(
                 "HTTP/1.1 200 OK\r\nServer: synack\r\nContent-Type: text/plain\r\nContent-Length: {size}\r\n\
                  Connection: {connection}\r\n\r\n"

@@ -32,7 +32,9 @@ impl Latency {
 
     /// Records one latency (clamped into the histogram's range).
     pub fn record(&mut self, d: Duration) {
-        let ns = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX).clamp(1, 3_600_000_000_000);
+        let ns = u64::try_from(d.as_nanos())
+            .unwrap_or(u64::MAX)
+            .clamp(1, 3_600_000_000_000);
         let _ = self.hist.record(ns);
     }
 

@@ -120,6 +120,7 @@ trait Program: App {
     fn finish(&self, report: &mut Report);
 }
 
+#[allow(clippy::too_many_arguments)] // one call site per program; a struct would only rename them
 /// Runs `app` over `link` until it is done, the stop flag is set or `limit` passes; returns the report.
 fn drive<A: Program>(
     mut app: A,
@@ -322,7 +323,11 @@ impl App for Responder {
             }
             EventKind::Connected => {}
             EventKind::Readable | EventKind::Writable | EventKind::PeerClosed => {
-                if self.conns.get(index).is_some_and(|s| s.as_ref().is_some_and(|c| c.handle == event.conn)) {
+                if self
+                    .conns
+                    .get(index)
+                    .is_some_and(|s| s.as_ref().is_some_and(|c| c.handle == event.conn))
+                {
                     if event.kind == EventKind::PeerClosed {
                         if let Some(Some(c)) = self.conns.get_mut(index) {
                             c.peer_closed = true;
@@ -564,7 +569,9 @@ impl App for Loadgen {
                 self.pump(now, engine, index);
             }
             EventKind::Closed { reason } => {
-                let Some(c) = self.conns.get_mut(index).and_then(Option::take) else { return };
+                let Some(c) = self.conns.get_mut(index).and_then(Option::take) else {
+                    return;
+                };
                 self.totals.open -= 1;
                 if reason == CloseReason::Normal && c.done && c.failed.is_none() {
                     self.totals.completed += 1;

@@ -17,7 +17,10 @@ use synack_bench::config::{self, BenchConfig, LoadgenConfig, ResponderConfig};
 use synack_bench::synack_stack::Control;
 
 #[derive(Parser)]
-#[command(name = "synack", about = "synack's load generator, responder and connection-rate benchmark")]
+#[command(
+    name = "synack",
+    about = "synack's load generator, responder and connection-rate benchmark"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -84,7 +87,8 @@ fn main() -> ExitCode {
                 let r = synack_bench::run_responder(&cfg, None, Control::default()).map_err(|e| e.to_string())?;
                 eprint!("{}", r.text());
                 if let Some(path) = &cfg.json {
-                    r.write_json(path).map_err(|e| format!("writing {}: {e}", path.display()))?;
+                    r.write_json(path)
+                        .map_err(|e| format!("writing {}: {e}", path.display()))?;
                 }
                 Ok(())
             }),
@@ -94,7 +98,8 @@ fn main() -> ExitCode {
                 let r = synack_bench::run_loadgen(&cfg, None, Control::default()).map_err(|e| e.to_string())?;
                 eprint!("{}", r.text());
                 if let Some(path) = &cfg.json {
-                    r.write_json(path).map_err(|e| format!("writing {}: {e}", path.display()))?;
+                    r.write_json(path)
+                        .map_err(|e| format!("writing {}: {e}", path.display()))?;
                 }
                 if r.completed == 0 {
                     return Err("no connection completed".into());
