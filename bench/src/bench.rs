@@ -25,7 +25,7 @@ use synack_driver::{
 use crate::config::{
     BenchConfig, CloseFirst, EngineSettings, LoadMode, LoadgenConfig, Protocol, ResponderConfig, StackKind,
 };
-use crate::report::{Report, machine_busy};
+use crate::report::{Report, machine_busy, own_busy};
 use crate::synack_stack::{Control, Link, RunError};
 
 /// One phase's result: one stack, one case.
@@ -45,6 +45,9 @@ pub struct Phase {
     pub wall_secs: f64,
     /// Machine CPU time (all cores, user+nice+sys+irq+softirq) over the run, per completed connection.
     pub cpu_us_per_conn: f64,
+    /// This process's CPU time (both programs' threads) plus the machine's softirq time, per completed
+    /// connection: leaves out other processes sharing the machine.
+    pub own_cpu_us_per_conn: f64,
     /// Frames (received + sent) per second at the responder.
     pub responder_frames_per_sec: f64,
 }
@@ -188,6 +191,7 @@ pub fn run_phase(
             });
         }
         let cpu0 = machine_busy();
+        let own0 = own_busy();
         let t0 = Instant::now();
         let client = match namespaces {
             Some((client_ns, _)) => run_in_netns(client_ns, || crate::run_loadgen(loadgen, None, Control::default()))
@@ -197,11 +201,16 @@ pub fn run_phase(
         };
         let wall = t0.elapsed();
         let cpu1 = machine_busy();
+        let own1 = own_busy();
         // Let the last FINs land before the responder stops counting.
         std::thread::sleep(Duration::from_millis(200));
         let server = finish_server(server);
         let (loadgen_report, responder_report) = (client?, server?);
         let cpu = match (cpu0, cpu1) {
+            (Some(a), Some(b)) => b.saturating_sub(a),
+            _ => Duration::ZERO,
+        };
+        let own = match (own0, own1) {
             (Some(a), Some(b)) => b.saturating_sub(a),
             _ => Duration::ZERO,
         };
@@ -211,6 +220,7 @@ pub fn run_phase(
             stack: loadgen.stack,
             link: link_name.to_owned(),
             cpu_us_per_conn: cpu.as_secs_f64() * 1e6 / completed as f64,
+            own_cpu_us_per_conn: own.as_secs_f64() * 1e6 / completed as f64,
             responder_frames_per_sec: responder_report.frames as f64 / wall.as_secs_f64().max(1e-9),
             wall_secs: wall.as_secs_f64(),
             loadgen: loadgen_report,
@@ -448,7 +458,7 @@ pub fn table(r: &BenchReport) -> String {
         s += &format!("in-memory comparison (no veth/kernel run: {why})\n");
     }
     s += &format!(
-        "{:<52} {:<7} {:>9} {:>8} {:>8} {:>9} {:>9} {:>8} {:>10} {:>6} {:>6} {:>6}\n",
+        "{:<52} {:<7} {:>9} {:>8} {:>8} {:>9} {:>9} {:>8} {:>8} {:>10} {:>6} {:>6} {:>6}\n",
         "case",
         "stack",
         "conn/s",
@@ -457,6 +467,7 @@ pub fn table(r: &BenchReport) -> String {
         "life p50",
         "life p99",
         "CPU us/c",
+        "own us/c",
         "frames/s",
         "retx",
         "rst",
@@ -464,7 +475,7 @@ pub fn table(r: &BenchReport) -> String {
     );
     let row = |p: &Phase| {
         format!(
-            "{:<52} {:<7} {:>9.0} {:>8.1} {:>8.1} {:>9.1} {:>9.1} {:>8.2} {:>10.0} {:>6} {:>6} {:>6}\n",
+            "{:<52} {:<7} {:>9.0} {:>8.1} {:>8.1} {:>9.1} {:>9.1} {:>8.2} {:>8.2} {:>10.0} {:>6} {:>6} {:>6}\n",
             p.case,
             format!("{:?}", p.stack).to_lowercase(),
             p.loadgen.rate,
@@ -473,6 +484,7 @@ pub fn table(r: &BenchReport) -> String {
             p.loadgen.lifecycle_latency.p50_us,
             p.loadgen.lifecycle_latency.p99_us,
             p.cpu_us_per_conn,
+            p.own_cpu_us_per_conn,
             p.responder_frames_per_sec,
             p.loadgen.retransmits + p.responder.retransmits,
             p.loadgen.resets + p.responder.resets,
@@ -487,7 +499,7 @@ pub fn table(r: &BenchReport) -> String {
             s += &row(k);
             let ratio = |a: f64, b: f64| if b > 0.0 { a / b } else { f64::NAN };
             s += &format!(
-                "{:<52} {:<7} {:>8.2}x {:>7.2}x {:>7.2}x {:>8.2}x {:>8.2}x {:>7.2}x\n",
+                "{:<52} {:<7} {:>8.2}x {:>7.2}x {:>7.2}x {:>8.2}x {:>8.2}x {:>7.2}x {:>7.2}x\n",
                 "  synack / kernel",
                 "ratio",
                 ratio(p.loadgen.rate, k.loadgen.rate),
@@ -496,6 +508,7 @@ pub fn table(r: &BenchReport) -> String {
                 ratio(p.loadgen.lifecycle_latency.p50_us, k.loadgen.lifecycle_latency.p50_us),
                 ratio(p.loadgen.lifecycle_latency.p99_us, k.loadgen.lifecycle_latency.p99_us),
                 ratio(p.cpu_us_per_conn, k.cpu_us_per_conn),
+                ratio(p.own_cpu_us_per_conn, k.own_cpu_us_per_conn),
             );
             i += 2;
         } else {

@@ -279,7 +279,7 @@ pub fn run_responder(cfg: &ResponderConfig, control: Control) -> Result<Report, 
             requests += u64::from(responses);
             totals.open -= 1;
         }
-        if cfg.live {
+        if live.due() {
             live.tick(live_totals(&totals, &mib_before));
         }
     }
@@ -626,7 +626,7 @@ pub fn run_loadgen(cfg: &LoadgenConfig, control: Control) -> Result<Report, RunE
             }
             totals.open -= 1;
         }
-        if cfg.live {
+        if live.due() {
             live.tick(live_totals(&totals, &mib_before));
         }
     }

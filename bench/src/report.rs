@@ -124,6 +124,11 @@ impl LiveLine {
         }
     }
 
+    /// Whether a line is due (cheap: lets callers skip gathering totals on most turns).
+    pub fn due(&self) -> bool {
+        self.enabled && self.start.elapsed() >= self.next
+    }
+
     /// Prints a line if a second has passed since the last.
     pub fn tick(&mut self, totals: Totals) {
         if !self.enabled {
@@ -308,4 +313,26 @@ pub fn machine_busy() -> Option<Duration> {
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
     let hz = if hz > 0 { hz as u64 } else { 100 };
     Some(Duration::from_nanos(busy.saturating_mul(1_000_000_000 / hz)))
+}
+
+fn clock_tick() -> u64 {
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if hz > 0 { hz as u64 } else { 100 }
+}
+
+/// This process's CPU time (user+sys, all threads) plus the whole machine's softirq time: a second view of the
+/// cost that leaves out other processes sharing the machine, while still counting the receive work veth does
+/// in softirq.
+pub fn own_busy() -> Option<Duration> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let rest = stat.rsplit_once(") ")?.1;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+    let text = std::fs::read_to_string("/proc/stat").ok()?;
+    let line = text.lines().find(|l| l.starts_with("cpu "))?;
+    let softirq: u64 = line.split_whitespace().nth(7)?.parse().ok()?;
+    Some(Duration::from_nanos(
+        (ticks + softirq).saturating_mul(1_000_000_000 / clock_tick()),
+    ))
 }

@@ -344,12 +344,14 @@ impl App for Responder {
             self.start = Some(now);
             self.last_done = now;
         }
-        let c = engine.counters();
-        let mut t = self.totals;
-        t.retransmits = c.retransmits;
-        t.resets = resets(c);
-        t.drops = drops(c);
-        self.live.tick(t);
+        if self.live.due() {
+            let c = engine.counters();
+            let mut t = self.totals;
+            t.retransmits = c.retransmits;
+            t.resets = resets(c);
+            t.drops = drops(c);
+            self.live.tick(t);
+        }
     }
 }
 
@@ -645,12 +647,14 @@ impl App for Loadgen {
                 self.drain_over = true;
             }
         }
-        let c = engine.counters();
-        let mut t = self.totals;
-        t.retransmits = c.retransmits;
-        t.resets = resets(c);
-        t.drops = drops(c);
-        self.live.tick(t);
+        if self.live.due() {
+            let c = engine.counters();
+            let mut t = self.totals;
+            t.retransmits = c.retransmits;
+            t.resets = resets(c);
+            t.drops = drops(c);
+            self.live.tick(t);
+        }
     }
 
     fn is_done(&self) -> bool {
