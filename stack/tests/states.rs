@@ -1113,3 +1113,23 @@ fn established_zero_window_unanswered_probes_time_out() {
         }]
     );
 }
+
+/// Each local address walks the ephemeral range on its own: alternating sources to one destination get the
+/// same ports, so the whole (source, port) space is used.
+#[test]
+fn closed_connect_each_source_has_its_own_port_cursor() {
+    let second = Ipv4Addr::new(198, 18, 0, 3);
+    let mut h = Harness::new(EngineConfig {
+        addresses: vec![US, second],
+        ephemeral_ports: (5000, 5009),
+        ..config()
+    });
+    let remote = SocketAddrV4::new(PEER, PEER_PORT);
+    let mut ports = Vec::new();
+    for i in 0..4 {
+        let source = if i % 2 == 0 { US } else { second };
+        let conn = h.engine.connect(h.now, SocketAddrV4::new(source, 0), remote).unwrap();
+        ports.push((source, h.engine.flow(conn).unwrap().local_port.0));
+    }
+    assert_eq!(ports, vec![(US, 5000), (second, 5000), (US, 5001), (second, 5001)]);
+}

@@ -114,7 +114,9 @@ pub struct Engine {
     neighbors: net::NeighborCache,
     counters: Counters,
     challenge: ChallengeLimiter,
-    next_port: u16,
+    /// Ephemeral-port cursor per local address (same order as `config.addresses`), so each source address
+    /// walks the whole range on its own.
+    next_port: Vec<u16>,
     ip_ident: u16,
     rcv_shift: u8,
     /// Connections waiting for ARP: the slab is scanned on a neighbour's reply only when some are.
@@ -213,7 +215,7 @@ impl Engine {
             neighbors: net::NeighborCache::new(1024, FlowHasher::new(hash_secret)),
             counters: Counters::default(),
             challenge: ChallengeLimiter { second: 0, sent: 0 },
-            next_port: config.ephemeral_ports.0,
+            next_port: vec![config.ephemeral_ports.0; config.addresses.len()],
             ip_ident: 0,
             clock: now,
             arp_waiting: 0,
@@ -729,9 +731,16 @@ impl Engine {
     fn pick_port(&mut self, now: Instant, key: FlowKey) -> Result<Port, Error> {
         let (lo, hi) = self.config.ephemeral_ports;
         let span = u32::from(hi - lo) + 1;
+        let source = self
+            .config
+            .addresses
+            .iter()
+            .position(|a| *a == key.local_addr)
+            .unwrap_or(0);
         for _ in 0..span {
-            let port = self.next_port;
-            self.next_port = if port >= hi { lo } else { port + 1 };
+            let cursor = &mut self.next_port[source];
+            let port = *cursor;
+            *cursor = if port >= hi { lo } else { port + 1 };
             let candidate = FlowKey {
                 local_port: Port(port),
                 ..key
