@@ -99,14 +99,22 @@ impl IsnGenerator {
     /// The ISN for a connection from `local` to `remote` opened at `now`.
     #[inline]
     pub fn isn(&self, local: (Ipv4Addr, Port), remote: (Ipv4Addr, Port), now: Instant) -> SeqNum {
+        self.isn_and_ts_offset(local, remote, now).0
+    }
+
+    /// The ISN and, from the other half of the same keyed hash, the offset to add to the millisecond clock in
+    /// this connection's TSvals (RFC 7323 §7.1: not guessable from outside). Both are fixed per 4-tuple, so
+    /// successive incarnations of a 4-tuple see increasing ISNs and TSvals (RFC 6191), at the cost of one hash.
+    #[inline]
+    pub fn isn_and_ts_offset(&self, local: (Ipv4Addr, Port), remote: (Ipv4Addr, Port), now: Instant) -> (SeqNum, u32) {
         let mut id = [0u8; 12];
         id[0..4].copy_from_slice(&local.0.octets());
         id[4..6].copy_from_slice(&local.1.0.to_be_bytes());
         id[6..10].copy_from_slice(&remote.0.octets());
         id[10..12].copy_from_slice(&remote.1.0.to_be_bytes());
-        let f = self.prf.hash(&id) as u32;
+        let hash = self.prf.hash(&id);
         let m = (now.as_micros() / 4) as u32;
-        SeqNum(m.wrapping_add(f))
+        (SeqNum(m.wrapping_add(hash as u32)), (hash >> 32) as u32)
     }
 }
 

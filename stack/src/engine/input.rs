@@ -87,39 +87,16 @@ impl Engine {
             self.counters.drop_backlog_full += 1;
             return;
         }
-        let Some(index) = self.free_conns.pop() else {
-            self.counters.drop_table_full += 1;
-            return;
-        };
-        if self.flows.insert(key, FlowSlot::Conn(index)).is_err() {
-            self.free_conns.push(index);
-            self.counters.drop_table_full += 1;
-            return;
-        }
+        let Some(index) = self.open_slot(now, key) else { return };
         self.listeners[listener].half_open += 1;
         self.counters.passive_opens += 1;
-        let iss = self.isn.isn(
-            (key.local_addr, key.local_port),
-            (key.remote_addr, key.remote_port),
-            now,
-        );
-        let ts_offset = self.ts_offset(&key);
-        let rcv_shift = self.rcv_shift;
         let config = &self.config;
         let tcb = &mut self.conns[index as usize];
-        tcb.open(key, iss, config, rcv_shift, ts_offset);
         tcb.transition(State::SynReceived);
         tcb.flags.insert(Flags::PASSIVE);
         tcb.listener = Some(listener as u32);
         tcb.remote_mac = src_mac;
-        tcb.irs = seg.seq;
-        tcb.rcv_nxt = seg.seq + 1;
-        tcb.rcv_adv = tcb.rcv_nxt;
-        negotiate_options(tcb, seg, config);
-        // SND.WND <- SEG.WND (never scaled in a SYN, RFC 7323 §2.2), SND.WL1 <- SEG.SEQ.
-        tcb.snd_wnd = u32::from(seg.window);
-        tcb.max_snd_wnd = tcb.snd_wnd;
-        tcb.snd_wl1 = seg.seq;
+        take_peer_syn(tcb, seg, config);
         tcb.snd_wl2 = tcb.iss;
         // Data or FIN on the SYN is not queued: it is left unacknowledged and the peer sends it again.
         self.mark_dirty(index);
@@ -193,13 +170,7 @@ impl Engine {
         if !seg.flags.syn() {
             return Step::Done;
         }
-        tcb.irs = seg.seq;
-        tcb.rcv_nxt = seg.seq + 1;
-        tcb.rcv_adv = tcb.rcv_nxt;
-        negotiate_options(tcb, seg, config);
-        tcb.snd_wnd = u32::from(seg.window);
-        tcb.max_snd_wnd = tcb.snd_wnd;
-        tcb.snd_wl1 = seg.seq;
+        take_peer_syn(tcb, seg, config);
         if seg.flags.ack() {
             // Our SYN is acknowledged: ESTABLISHED, and ACK the peer's SYN.
             tcb.snd_wl2 = seg.ack;
@@ -753,6 +724,18 @@ impl Engine {
             self.send_time_wait_ack(now, &record, tx);
         }
     }
+}
+
+/// The peer's SYN synchronizes us (RFC 9293 §3.10.7.2-3): IRS and RCV.NXT from its sequence number,
+/// SND.WND <- SEG.WND (never scaled in a SYN, RFC 7323 §2.2), SND.WL1 <- SEG.SEQ, and the options.
+fn take_peer_syn(tcb: &mut Tcb, seg: &TcpRepr, config: &super::EngineConfig) {
+    tcb.irs = seg.seq;
+    tcb.rcv_nxt = seg.seq + 1;
+    tcb.rcv_adv = tcb.rcv_nxt;
+    negotiate_options(tcb, seg, config);
+    tcb.snd_wnd = u32::from(seg.window);
+    tcb.max_snd_wnd = tcb.snd_wnd;
+    tcb.snd_wl1 = seg.seq;
 }
 
 /// RFC 9293 §3.7.1 (MSS, MUST-14/15/16), RFC 7323 (window scale, timestamps), RFC 2018 (SACK-permitted): what

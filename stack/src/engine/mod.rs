@@ -355,24 +355,10 @@ impl Engine {
                 Some(_) => return Err(Error::PortInUse),
             }
         }
-        let Some(index) = self.free_conns.pop() else {
-            self.counters.drop_table_full += 1;
+        let Some(index) = self.open_slot(now, key) else {
             return Err(Error::TableFull);
         };
-        if self.flows.insert(key, FlowSlot::Conn(index)).is_err() {
-            self.free_conns.push(index);
-            self.counters.drop_table_full += 1;
-            return Err(Error::TableFull);
-        }
-        let iss = self.isn.isn(
-            (key.local_addr, key.local_port),
-            (key.remote_addr, key.remote_port),
-            now,
-        );
-        let ts_offset = self.ts_offset(&key);
-        let config = &self.config;
         let tcb = &mut self.conns[index as usize];
-        tcb.open(key, iss, config, self.rcv_shift, ts_offset);
         tcb.transition(State::SynSent);
         match self.neighbors.get(remote_addr) {
             Some(mac) => tcb.remote_mac = mac,
@@ -757,12 +743,26 @@ impl Engine {
         Err(Error::NoFreePort)
     }
 
-    /// A per-address-pair offset for our TSvals (RFC 7323 §7.1), stable across connections of the same pair so
-    /// TSvals keep increasing from one connection to the next (which RFC 6191 reuse relies on).
-    fn ts_offset(&self, key: &FlowKey) -> u32 {
-        self.isn
-            .isn((key.local_addr, Port(0)), (key.remote_addr, Port(0)), Instant::ZERO)
-            .0
+    /// Takes a free slot for a new connection on `key`: flow-table entry, RFC 6528 ISS and timestamp offset, a
+    /// fresh control block (state LISTEN, the free marker; the caller moves it on). `None`, counted, when the
+    /// connection or flow table is full.
+    fn open_slot(&mut self, now: Instant, key: FlowKey) -> Option<u32> {
+        let Some(index) = self.free_conns.pop() else {
+            self.counters.drop_table_full += 1;
+            return None;
+        };
+        if self.flows.insert(key, FlowSlot::Conn(index)).is_err() {
+            self.free_conns.push(index);
+            self.counters.drop_table_full += 1;
+            return None;
+        }
+        let (iss, ts_offset) = self.isn.isn_and_ts_offset(
+            (key.local_addr, key.local_port),
+            (key.remote_addr, key.remote_port),
+            now,
+        );
+        self.conns[index as usize].open(key, iss, &self.config, self.rcv_shift, ts_offset);
+        Some(index)
     }
 
     /// Runs the timers due at `now`: retransmissions, delayed ACKs, persist and keep-alive probes, ARP retries,
