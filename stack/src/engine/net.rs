@@ -302,7 +302,9 @@ impl Engine {
             self.counters.drop_tcp_malformed += 1;
             return;
         };
-        let seg = match TcpRepr::parse(&packet, ip.src_addr, ip.dst_addr, self.policy()) {
+        // Matched by reference: moving the parsed header out of the `Result` copied it once per frame.
+        let parsed = TcpRepr::parse(&packet, ip.src_addr, ip.dst_addr, self.policy());
+        let seg = match &parsed {
             Ok(seg) => seg,
             Err(WireError::Checksum) => {
                 self.counters.drop_tcp_checksum += 1;
@@ -329,7 +331,7 @@ impl Engine {
             local_port: seg.dst_port,
             remote_port: seg.src_port,
         };
-        self.handle_segment(now, key, src_mac, &seg, tx);
+        self.handle_segment(now, key, src_mac, seg, tx);
     }
 
     /// Replies with a RST to a segment that belongs to no connection (RFC 9293 §3.10.7.1): `<SEQ=SEG.ACK><CTL=RST>`
