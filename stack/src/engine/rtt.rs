@@ -16,8 +16,15 @@ pub(crate) struct RttEstimator {
 /// Clock granularity G of RFC 6298 §2: the engine's timer tick.
 const GRANULARITY_US: u32 = 1000;
 
+/// Whole microseconds, saturating at `u32::MAX` (about 71 minutes). In 64-bit arithmetic: `as_micros` goes
+/// through `u128`, and this runs three times per RTT sample.
+#[inline]
 fn micros(d: Duration) -> u32 {
-    u32::try_from(d.as_micros()).unwrap_or(u32::MAX)
+    let secs = d.as_secs();
+    if secs > u64::from(u32::MAX) / 1_000_000 {
+        return u32::MAX;
+    }
+    u32::try_from(secs * 1_000_000 + u64::from(d.subsec_micros())).unwrap_or(u32::MAX)
 }
 
 impl RttEstimator {
@@ -77,6 +84,21 @@ mod tests {
 
     const MIN: Duration = Duration::from_millis(200);
     const MAX: Duration = Duration::from_secs(60);
+
+    #[test]
+    fn micros_matches_as_micros_saturated() {
+        for d in [
+            Duration::ZERO,
+            Duration::from_nanos(999),
+            Duration::from_micros(1_500_123),
+            Duration::new(4294, 967_295_999),
+            Duration::new(4294, 967_296_000),
+            Duration::new(4295, 0),
+            Duration::MAX,
+        ] {
+            assert_eq!(micros(d), u32::try_from(d.as_micros()).unwrap_or(u32::MAX), "{d:?}");
+        }
+    }
 
     #[test]
     fn rtt_no_sample_uses_initial_rto() {
