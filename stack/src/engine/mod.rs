@@ -573,7 +573,11 @@ impl Engine {
         }
         tcb.tx.release(&mut self.pool);
         tcb.rx.release(&mut self.pool);
-        self.flows.remove_if(&tcb.key, FlowSlot::Conn(index));
+        // CLOSED comes only from finish_conn, which removed the entry already (and only open_slot, on a free
+        // slot, inserts one): skip hashing the key again.
+        if tcb.state != State::Closed {
+            self.flows.remove_if(&tcb.key, FlowSlot::Conn(index));
+        }
         tcb.state = State::Listen; // "free" marker: no control block is ever in LISTEN
         tcb.generation = tcb.generation.wrapping_add(1);
         tcb.flags = Flags::default();
