@@ -930,16 +930,22 @@ impl<'a> TcpRepr<'a> {
     /// If the buffer is shorter than [`TcpRepr::header_len`].
     pub fn emit_header<T: AsRef<[u8]> + AsMut<[u8]> + ?Sized>(&self, packet: &mut Packet<&mut T>) {
         let header_len = self.header_len();
-        packet.set_src_port(self.src_port);
-        packet.set_dst_port(self.dst_port);
-        packet.set_seq_number(self.seq);
-        packet.set_ack_number(if self.flags.ack() { self.ack } else { SeqNum(0) });
-        packet.set_header_len(header_len);
-        packet.set_flags(self.flags);
-        packet.set_window_len(self.window);
-        packet.set_checksum(0);
-        packet.set_urgent_at(self.urgent);
-        self.emit_options(packet.options_mut());
+        debug_assert!(header_len % 4 == 0 && (HEADER_LEN..=MAX_HEADER_LEN).contains(&header_len));
+        let ack = if self.flags.ack() { self.ack } else { SeqNum(0) };
+        // The fixed header assembled in registers and stored at once: ten setters meant ten bounds checks.
+        let mut fixed = [0u8; HEADER_LEN];
+        fixed[field::SRC_PORT].copy_from_slice(&self.src_port.0.to_be_bytes());
+        fixed[field::DST_PORT].copy_from_slice(&self.dst_port.0.to_be_bytes());
+        fixed[field::SEQ_NUM].copy_from_slice(&self.seq.0.to_be_bytes());
+        fixed[field::ACK_NUM].copy_from_slice(&ack.0.to_be_bytes());
+        fixed[field::DATA_OFFSET] = ((header_len / 4) as u8) << 4;
+        fixed[field::FLAGS] = self.flags.0;
+        fixed[field::WINDOW].copy_from_slice(&self.window.to_be_bytes());
+        // The checksum field stays zero.
+        fixed[field::URGENT].copy_from_slice(&self.urgent.to_be_bytes());
+        let buffer = packet.buffer.as_mut();
+        buffer[..HEADER_LEN].copy_from_slice(&fixed);
+        self.emit_options(&mut buffer[field::OPTIONS_START..header_len]);
     }
 
     /// Writes the options in Linux's layout into `out`, which is exactly `header_len() - 20` bytes.
