@@ -315,6 +315,12 @@ impl RingBuffer {
     /// Moves up to `out.len()` bytes from the front into `out` and returns how many; gives the chunk back if that
     /// empties the ring.
     pub fn dequeue_slice(&mut self, pool: &mut BufferPool, out: &mut [u8]) -> usize {
+        if self.len == 0 {
+            // What `discard(pool, 0)` would do, without the empty copies: the read that finds nothing is common
+            // (an application reads until it would block).
+            self.maybe_give_back(pool);
+            return 0;
+        }
         let (a, b) = self.peek(0, out.len());
         let (la, lb) = (a.len(), b.len());
         out[..la].copy_from_slice(a);
