@@ -12,14 +12,15 @@
 use core::net::Ipv4Addr;
 
 /// Folds a wide accumulator of 16-bit words into a 16-bit ones-complement sum.
+///
+/// Each halving adds the two halves with end-around carry, so a nonzero input never folds to zero: the result
+/// is the unique representative in `1..=0xffff` of the sum modulo `0xffff` (or 0 for 0).
 #[inline]
-fn fold(mut acc: u64) -> u16 {
-    // Two folds of 32 -> 17 bits and two of 17 -> 16 are enough for any u64.
-    acc = (acc & 0xffff_ffff) + (acc >> 32);
-    acc = (acc & 0xffff_ffff) + (acc >> 32);
-    acc = (acc & 0xffff) + (acc >> 16);
-    acc = (acc & 0xffff) + (acc >> 16);
-    acc as u16
+fn fold(acc: u64) -> u16 {
+    let (sum, carry) = (acc as u32).overflowing_add((acc >> 32) as u32);
+    let acc = sum + u32::from(carry);
+    let (sum, carry) = (acc as u16).overflowing_add((acc >> 16) as u16);
+    sum + u16::from(carry)
 }
 
 /// `acc + w` in ones-complement arithmetic on 64-bit words: the carry out wraps around (RFC 1071 §2(C)).
@@ -40,9 +41,17 @@ fn word(bytes: &[u8; 8]) -> u64 {
 /// The result is not complemented; see the module documentation.
 #[inline]
 pub fn data(data: &[u8]) -> u16 {
+    data_with(0, data)
+}
+
+/// `combine(&[initial, data(bytes)])` in one pass and one fold: the TCP checksum starts from the pseudo-header.
+#[inline]
+pub fn data_with(initial: u16, bytes: &[u8]) -> u16 {
     // 64-bit words with end-around carry (RFC 1071 §2(C)), four per step: a sum modulo 2^64 - 1 folds to the
-    // same sum modulo 2^16 - 1, and is zero only for all-zero data, like the 16-bit sum.
-    let mut acc: u64 = 0;
+    // same sum modulo 2^16 - 1, and is zero only for all-zero input, like the 16-bit sum. The accumulator holds
+    // native-order words, so the big-endian `initial` goes in byte-swapped (on little-endian hosts).
+    let data = bytes;
+    let mut acc: u64 = u64::from(initial.to_be());
     let mut blocks = data.chunks_exact(32);
     for block in &mut blocks {
         for w in block.chunks_exact(8) {
@@ -172,6 +181,19 @@ mod tests {
     }
 
     proptest! {
+        #[test]
+        fn data_with_equals_combine(initial in any::<u16>(), bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
+            prop_assert_eq!(data_with(initial, &bytes), combine(&[initial, data(&bytes)]));
+        }
+
+        #[test]
+        fn fold_any_accumulator_matches_modulo(acc in any::<u64>()) {
+            let folded = fold(acc);
+            let expected = (acc % 0xffff) as u16;
+            prop_assert!(folded == expected || (folded == 0xffff && expected == 0 && acc != 0));
+            prop_assert_eq!(folded == 0, acc == 0);
+        }
+
         #[test]
         fn data_any_bytes_matches_reference(bytes in proptest::collection::vec(any::<u8>(), 0..2000)) {
             // 0x0000 and 0xffff are the same number in ones-complement; compare modulo that.
