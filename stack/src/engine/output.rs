@@ -229,7 +229,7 @@ impl Engine {
             emit_l2_l3(buf, mac, remote_mac, src, dst, IpProtocol::Tcp, tcp_len, ident);
             let segment = &mut buf[L2_L3_LEN..];
             let mut packet = tcp::Packet::new_unchecked(&mut *segment);
-            repr.emit_header(&mut packet);
+            repr.emit_header_sized(&mut packet, header_len);
             segment[header_len..header_len + first.len()].copy_from_slice(first);
             segment[header_len + first.len()..].copy_from_slice(second);
             tcp::Packet::new_unchecked(segment).fill_checksum(src, dst);

@@ -929,7 +929,17 @@ impl<'a> TcpRepr<'a> {
     /// # Panics
     /// If the buffer is shorter than [`TcpRepr::header_len`].
     pub fn emit_header<T: AsRef<[u8]> + AsMut<[u8]> + ?Sized>(&self, packet: &mut Packet<&mut T>) {
-        let header_len = self.header_len();
+        self.emit_header_sized(packet, self.header_len());
+    }
+
+    /// [`TcpRepr::emit_header`] for a caller that has `header_len()` at hand already (it sized the frame).
+    #[inline]
+    pub(crate) fn emit_header_sized<T: AsRef<[u8]> + AsMut<[u8]> + ?Sized>(
+        &self,
+        packet: &mut Packet<&mut T>,
+        header_len: usize,
+    ) {
+        debug_assert_eq!(header_len, self.header_len());
         debug_assert!(header_len % 4 == 0 && (HEADER_LEN..=MAX_HEADER_LEN).contains(&header_len));
         let ack = if self.flags.ack() { self.ack } else { SeqNum(0) };
         // The fixed header assembled in registers and stored at once: ten setters meant ten bounds checks.
