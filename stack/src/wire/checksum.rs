@@ -47,11 +47,31 @@ pub fn data(data: &[u8]) -> u16 {
 /// `combine(&[initial, data(bytes)])` in one pass and one fold: the TCP checksum starts from the pseudo-header.
 #[inline]
 pub fn data_with(initial: u16, bytes: &[u8]) -> u16 {
+    // The accumulator holds native-order words, so the big-endian `initial` goes in byte-swapped (on
+    // little-endian hosts).
+    sum_native(u64::from(initial.to_be()), bytes)
+}
+
+/// `combine(&[pseudo_header_v4(src, dst, protocol, bytes.len() as u16), data(bytes)])` without folding the
+/// pseudo-header on its own: the sum a TCP segment's checksum covers.
+#[inline]
+pub fn pseudo_header_v4_with(src: Ipv4Addr, dst: Ipv4Addr, protocol: u8, bytes: &[u8]) -> u16 {
+    // The pseudo-header's words in native order (addresses as they lie in memory, the two numbers swapped to
+    // big-endian); five small terms cannot overflow.
+    let initial = u64::from(u32::from_ne_bytes(src.octets()))
+        + u64::from(u32::from_ne_bytes(dst.octets()))
+        + u64::from(u16::from(protocol).to_be())
+        + u64::from((bytes.len() as u16).to_be());
+    sum_native(initial, bytes)
+}
+
+/// Adds `bytes` to an accumulator of native-order words and folds; the result is big-endian.
+#[inline]
+fn sum_native(initial: u64, bytes: &[u8]) -> u16 {
     // 64-bit words with end-around carry (RFC 1071 §2(C)), four per step: a sum modulo 2^64 - 1 folds to the
-    // same sum modulo 2^16 - 1, and is zero only for all-zero input, like the 16-bit sum. The accumulator holds
-    // native-order words, so the big-endian `initial` goes in byte-swapped (on little-endian hosts).
+    // same sum modulo 2^16 - 1, and is zero only for all-zero input, like the 16-bit sum.
     let data = bytes;
-    let mut acc: u64 = u64::from(initial.to_be());
+    let mut acc: u64 = initial;
     let mut blocks = data.chunks_exact(32);
     for block in &mut blocks {
         for w in block.chunks_exact(8) {
@@ -184,6 +204,14 @@ mod tests {
         #[test]
         fn data_with_equals_combine(initial in any::<u16>(), bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
             prop_assert_eq!(data_with(initial, &bytes), combine(&[initial, data(&bytes)]));
+        }
+
+        #[test]
+        fn pseudo_header_v4_with_equals_combine(src in any::<u32>(), dst in any::<u32>(), protocol in any::<u8>(), bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
+            let (src, dst) = (Ipv4Addr::from(src), Ipv4Addr::from(dst));
+            let whole = pseudo_header_v4_with(src, dst, protocol, &bytes);
+            let parts = combine(&[pseudo_header_v4(src, dst, protocol, bytes.len() as u16), data(&bytes)]);
+            prop_assert_eq!(whole, parts);
         }
 
         #[test]

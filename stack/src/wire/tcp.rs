@@ -351,8 +351,7 @@ impl<T: AsRef<[u8]>> Packet<T> {
         let bytes = self.buffer.as_ref();
         // A TCP segment inside IPv4 is below 64 KiB; a longer buffer cannot be a real segment and its length wraps,
         // which makes verification fail rather than panic.
-        let pseudo = checksum::pseudo_header_v4(src, dst, u8::from(IpProtocol::Tcp), bytes.len() as u16);
-        checksum::data_with(pseudo, bytes)
+        checksum::pseudo_header_v4_with(src, dst, u8::from(IpProtocol::Tcp), bytes)
     }
 
     /// Whether the checksum over the IPv4 pseudo-header and the whole buffer verifies (RFC 9293 §3.1, MUST-3).
