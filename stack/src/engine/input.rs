@@ -7,7 +7,7 @@ use core::time::Duration;
 use super::event::{CloseReason, EventKind};
 use super::flow::{FlowKey, FlowSlot};
 use super::tcb::{Flags, State, Tcb, Timestamps};
-use super::{Engine, PendingRst, push_event};
+use super::{Engine, PendingRst};
 use crate::io::TxSink;
 use crate::time::Instant;
 use crate::wire::ethernet::MacAddr;
@@ -188,15 +188,7 @@ impl Engine {
             tcb.flags.insert(Flags::ACK_NOW);
             start_keepalive(tcb, now, config);
             self.counters.established += 1;
-            let generation = tcb.generation;
-            push_event(
-                &mut self.events,
-                self.event_capacity,
-                &mut self.counters,
-                index,
-                generation,
-                EventKind::Connected,
-            );
+            self.push_event(index, EventKind::Connected);
             // Data or FIN on the SYN-ACK: continue at the sixth step (§3.10.7.3).
             if !seg.payload.is_empty() || seg.flags.fin() {
                 let data = self.process_data(now, index, seg);
@@ -380,15 +372,7 @@ impl Engine {
                 }
                 None => EventKind::Connected,
             };
-            let generation = tcb.generation;
-            push_event(
-                &mut self.events,
-                self.event_capacity,
-                &mut self.counters,
-                index,
-                generation,
-                kind,
-            );
+            self.push_event(index, kind);
         }
         let tcb = &mut self.conns[index as usize];
         // RFC 5961 §5.2: acceptable ACKs lie in [SND.UNA - MAX.SND.WND, SND.NXT].
@@ -489,15 +473,7 @@ impl Engine {
         };
         if tcb.flags.contains(Flags::WANT_WRITABLE) && tcb.tx.free() > 0 && tcb.state.can_send() {
             tcb.flags.remove(Flags::WANT_WRITABLE);
-            let generation = tcb.generation;
-            push_event(
-                &mut self.events,
-                self.event_capacity,
-                &mut self.counters,
-                index,
-                generation,
-                EventKind::Writable,
-            );
+            self.push_event(index, EventKind::Writable);
         }
     }
 
@@ -583,15 +559,7 @@ impl Engine {
             }
             if !tcb.flags.contains(Flags::READABLE_SENT) {
                 tcb.flags.insert(Flags::READABLE_SENT);
-                let generation = tcb.generation;
-                push_event(
-                    &mut self.events,
-                    self.event_capacity,
-                    &mut self.counters,
-                    index,
-                    generation,
-                    EventKind::Readable,
-                );
+                self.push_event(index, EventKind::Readable);
             }
         } else {
             // Out of order: place it beyond the hole and remember the range (RFC 9293 SHLD-31).
@@ -639,7 +607,6 @@ impl Engine {
         tcb.flags.insert(Flags::PEER_FIN);
         tcb.flags.insert(Flags::ACK_NOW);
         tcb.rcv_nxt += 1;
-        let generation = tcb.generation;
         let step = match tcb.state {
             State::SynReceived | State::Established => {
                 tcb.transition(State::CloseWait);
@@ -656,14 +623,7 @@ impl Engine {
             }
             _ => Step::Continue,
         };
-        push_event(
-            &mut self.events,
-            self.event_capacity,
-            &mut self.counters,
-            index,
-            generation,
-            EventKind::PeerClosed,
-        );
+        self.push_event(index, EventKind::PeerClosed);
         step
     }
 

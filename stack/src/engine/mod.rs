@@ -272,16 +272,17 @@ impl Engine {
         self.events.pop_front()
     }
 
+    /// Queues an event for connection `index` (its current generation); a full queue drops it, counted.
     fn push_event(&mut self, index: u32, kind: EventKind) {
+        if self.events.len() >= self.event_capacity {
+            self.counters.events_dropped += 1;
+            return;
+        }
         let generation = self.conns[index as usize].generation;
-        push_event(
-            &mut self.events,
-            self.event_capacity,
-            &mut self.counters,
-            index,
-            generation,
+        self.events.push_back(Event {
+            conn: ConnHandle { index, generation },
             kind,
-        );
+        });
     }
 
     // ----- application calls -------------------------------------------------------------------------------
@@ -815,24 +816,6 @@ impl Engine {
         }
         self.pending_arps.clear();
     }
-}
-
-fn push_event(
-    events: &mut VecDeque<Event>,
-    capacity: usize,
-    counters: &mut Counters,
-    index: u32,
-    generation: u32,
-    kind: EventKind,
-) {
-    if events.len() >= capacity {
-        counters.events_dropped += 1;
-        return;
-    }
-    events.push_back(Event {
-        conn: ConnHandle { index, generation },
-        kind,
-    });
 }
 
 impl Tcb {
