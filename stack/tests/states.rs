@@ -1133,3 +1133,12 @@ fn closed_connect_each_source_has_its_own_port_cursor() {
     }
     assert_eq!(ports, vec![(US, 5000), (second, 5000), (US, 5001), (second, 5001)]);
 }
+
+/// Every RST sent is counted once (`rst_sent`), whichever rule produced it.
+#[test]
+fn syn_sent_bad_ack_rst_is_counted_once() {
+    let mut h = Harness::new(config());
+    let (_conn, x) = connect(&mut h);
+    h.send(seg(TcpFlags::SYN | ACK, 5000, x + 10));
+    assert_eq!(h.engine.counters().rst_sent, 1);
+}

@@ -155,7 +155,6 @@ impl Engine {
             if seg.flags.rst() {
                 return Step::Done;
             }
-            self.counters.rst_sent += 1;
             return Step::ResetReply;
         }
         // Second, the RST bit: with an acceptable ACK it refuses the connection.
@@ -349,7 +348,6 @@ impl Engine {
         if tcb.state == State::SynReceived {
             // SND.UNA < SEG.ACK =< SND.NXT: the handshake completes.
             if !(seg.ack.diff(tcb.snd_una) > 0 && seg.ack.diff(tcb.snd_max) <= 0) {
-                self.counters.rst_sent += 1;
                 return Step::ResetReply;
             }
             tcb.transition(State::Established);
