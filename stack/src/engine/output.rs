@@ -412,18 +412,13 @@ impl Engine {
             };
             let behind_zero_window =
                 tcb.state.is_synchronized() && tcb.snd_wnd == 0 && tcb.data_end().diff(tcb.snd_una) > 0;
-            if behind_zero_window && tcb.retries < limit {
-                tcb.retries += 1;
+            if behind_zero_window {
                 // Data in flight behind a window that shrank to zero (or that a reordered old ACK zeroed): a
-                // retransmission could not go out, so probe the window instead and resend once it opens
-                // (RFC 9293 §3.8.6.1, MUST-36/37: a zero window never times out a peer that answers its probes;
-                // answers reset `retries`, unanswered probes count toward the limit).
+                // retransmission could not go out. Hand over to the persist timer, which probes the window now
+                // and counts unanswered probes (RFC 9293 §3.8.6.1, MUST-36/37); data is resent once it opens.
                 tcb.snd_nxt = tcb.snd_una;
                 tcb.rtt_probe = None;
-                tcb.flags.insert(Flags::PROBE);
-                self.counters.window_probes += 1;
-                tcb.rtt.on_timeout();
-                tcb.persist_at = Some(now + tcb.rtt.rto(config.rto_max));
+                tcb.persist_at = Some(now);
             } else if tcb.retries >= limit {
                 if tcb.state == State::SynReceived && tcb.flags.contains(Flags::PASSIVE) {
                     self.counters.syn_received_timeouts += 1;
