@@ -1,47 +1,12 @@
 //! The in-memory link allocates only when it is built: sending, receiving and replying allocate nothing.
 //! (Own test binary, because the counting allocator is global.)
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicU64, Ordering};
+#[path = "support/counting_alloc.rs"]
+mod counting_alloc;
 
+use counting_alloc::allocations_during;
 use synack::io::TxSink;
 use synack_driver::{Device, MemoryLink, MemoryLinkConfig};
-
-struct Counting;
-
-static ALLOCS: AtomicU64 = AtomicU64::new(0);
-
-thread_local! {
-    /// Only the measuring thread counts: the test harness runs other tests (and their threads) in parallel.
-    static COUNTING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
-}
-
-fn count() {
-    if COUNTING.with(|c| c.get()) {
-        ALLOCS.fetch_add(1, Ordering::Relaxed);
-    }
-}
-
-// SAFETY: forwards to the system allocator, only counting calls.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        count();
-        // SAFETY: same contract as ours.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: same contract as ours.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        count();
-        // SAFETY: same contract as ours.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
-#[global_allocator]
-static GLOBAL: Counting = Counting;
 
 #[test]
 fn memory_link_steady_state_traffic_allocates_nothing() {
@@ -55,34 +20,32 @@ fn memory_link_steady_state_traffic_allocates_nothing() {
     assert!(a.transmitter().transmit(60, |f| f.fill(1)));
     b.receive(64, |_, _| {}).unwrap();
 
-    let before = ALLOCS.load(Ordering::Relaxed);
-    COUNTING.with(|c| c.set(true));
-    for round in 0..1000u32 {
-        for i in 0..32u8 {
-            let ok = a.transmitter().transmit(60, |f| {
-                f.fill(i);
-                f[..4].copy_from_slice(&round.to_be_bytes());
-            });
-            assert!(ok);
+    let ((), allocations) = allocations_during(|| {
+        for round in 0..1000u32 {
+            for i in 0..32u8 {
+                let ok = a.transmitter().transmit(60, |f| {
+                    f.fill(i);
+                    f[..4].copy_from_slice(&round.to_be_bytes());
+                });
+                assert!(ok);
+            }
+            b.receive(64, |frame, tx| {
+                echoed += 1;
+                assert!(tx.transmit(frame.len(), |out| out.copy_from_slice(frame)));
+            })
+            .unwrap();
+            b.flush().unwrap();
+            a.receive(64, |frame, _| {
+                assert_eq!(frame[..4], round.to_be_bytes());
+                back += 1;
+            })
+            .unwrap();
+            a.flush().unwrap();
         }
-        b.receive(64, |frame, tx| {
-            echoed += 1;
-            assert!(tx.transmit(frame.len(), |out| out.copy_from_slice(frame)));
-        })
-        .unwrap();
-        b.flush().unwrap();
-        a.receive(64, |frame, _| {
-            assert_eq!(frame[..4], round.to_be_bytes());
-            back += 1;
-        })
-        .unwrap();
-        a.flush().unwrap();
-    }
-    COUNTING.with(|c| c.set(false));
-    let after = ALLOCS.load(Ordering::Relaxed);
+    });
     assert_eq!(echoed, 32_000);
     assert_eq!(back, 32_000);
-    assert_eq!(after - before, 0, "the link allocated in steady state");
+    assert_eq!(allocations, 0, "the link allocated in steady state");
 }
 
 #[test]

@@ -2,53 +2,17 @@
 //! run 100,000 full life cycles after warm-up with zero heap allocations on the thread that turns them.
 //! (Own test binary, because the counting allocator is global.)
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicU64, Ordering};
+#[path = "support/counting_alloc.rs"]
+mod counting_alloc;
 
 use core::net::{Ipv4Addr, SocketAddrV4};
 use core::time::Duration;
-
+use counting_alloc::allocations_during;
 use synack::engine::{Engine, EngineConfig, Event, EventKind};
 use synack::time::Instant;
 use synack::wire::Port;
 use synack::wire::ethernet::MacAddr;
 use synack_driver::{App, Clock, MemoryLink, MemoryLinkConfig, MemoryPort, PollConfig, PollLoop};
-
-struct Counting;
-
-static ALLOCS: AtomicU64 = AtomicU64::new(0);
-
-thread_local! {
-    /// Only the measuring thread counts: the test harness may run other tests in parallel.
-    static COUNTING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
-}
-
-fn count() {
-    if COUNTING.with(|c| c.get()) {
-        ALLOCS.fetch_add(1, Ordering::Relaxed);
-    }
-}
-
-// SAFETY: forwards to the system allocator, only counting calls.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        count();
-        // SAFETY: same contract as ours.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: same contract as ours.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        count();
-        // SAFETY: same contract as ours.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
-#[global_allocator]
-static GLOBAL: Counting = Counting;
 
 const CLIENT: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
 const SERVER: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
@@ -174,11 +138,7 @@ fn poll_loop_life_cycles_after_warm_up_allocate_nothing() {
         open: 0,
         done: 0,
     };
-    let before = ALLOCS.load(Ordering::Relaxed);
-    COUNTING.with(|c| c.set(true));
-    run(&mut client, &mut server, &mut app);
-    COUNTING.with(|c| c.set(false));
-    let allocations = ALLOCS.load(Ordering::Relaxed) - before;
+    let ((), allocations) = allocations_during(|| run(&mut client, &mut server, &mut app));
 
     assert_eq!(app.done, 100_000);
     assert_eq!(
