@@ -1,16 +1,13 @@
 //! The flow table: 4-tuple to connection slot or TIME-WAIT record.
 //!
-//! The keys are chosen by whoever sends packets, so the table hashes with a secret key (SipHash-1-3 via
-//! [`FlowHasher`]). Its capacity is fixed at start: hashbrown is built for twice the most entries it may hold,
+//! The keys are chosen by whoever sends packets, so the table hashes with a secret key
+//! ([`FlowHasher::hash_words`], a keyed folded-multiply hash; see there why not SipHash). Its capacity is fixed at start: hashbrown is built for twice the most entries it may hold,
 //! so the in-place rehash that clears tombstones always suffices and no insert ever reallocates; an insert
 //! beyond the limit is refused and counted by the caller.
 //!
 //! Public so that benchmarks can time lookups on their own; the engine is its only user otherwise.
 
 use core::net::Ipv4Addr;
-
-use core::cell::Cell;
-use core::hash::BuildHasher;
 
 use hashbrown::HashTable;
 use hashbrown::hash_table::Entry;
@@ -49,10 +46,6 @@ pub struct FlowTable {
     map: HashTable<(FlowKey, FlowSlot)>,
     hasher: FlowHasher,
     limit: usize,
-    /// The last key hashed and its hash. The engine looks a key up and then inserts or removes that same key
-    /// (a SYN to a listener, an active open after picking its port, a connection moving to TIME-WAIT): the
-    /// second SipHash is the cost of a 12-byte compare instead.
-    last: Cell<Option<(FlowKey, u64)>>,
 }
 
 impl FlowTable {
@@ -62,20 +55,12 @@ impl FlowTable {
             map: HashTable::with_capacity(limit.saturating_mul(2).max(4)),
             hasher,
             limit,
-            last: Cell::new(None),
         }
     }
 
     #[inline]
     fn hash(&self, key: &FlowKey) -> u64 {
-        if let Some((last, hash)) = self.last.get() {
-            if last == *key {
-                return hash;
-            }
-        }
-        let hash = self.hasher.hash_one(key);
-        self.last.set(Some((*key, hash)));
-        hash
+        hash_key(&self.hasher, key)
     }
 
     /// What `key` maps to, if anything: the lookup every received segment makes.
@@ -88,11 +73,11 @@ impl FlowTable {
     /// Inserts or replaces; refuses a new key when the table holds `limit` entries.
     #[inline]
     pub fn insert(&mut self, key: FlowKey, slot: FlowSlot) -> Result<(), TableFull> {
-        // One hash and one probe for both cases (the key is hashed with SipHash, which dominates).
+        // One hash and one probe for both cases.
         let full = self.map.len() >= self.limit;
         let hash = self.hash(&key);
         let hasher = &self.hasher;
-        match self.map.entry(hash, |(k, _)| *k == key, |(k, _)| hasher.hash_one(k)) {
+        match self.map.entry(hash, |(k, _)| *k == key, |(k, _)| hash_key(hasher, k)) {
             Entry::Occupied(mut existing) => {
                 existing.get_mut().1 = slot;
                 Ok(())
@@ -138,4 +123,12 @@ impl FlowTable {
     pub fn is_empty(&self) -> bool {
         self.map.is_empty()
     }
+}
+
+/// The 4-tuple packed into two words (addresses in one, ports in the other) and hashed with the table's key.
+#[inline]
+fn hash_key(hasher: &FlowHasher, key: &FlowKey) -> u64 {
+    let addrs = (u64::from(key.local_addr.to_bits()) << 32) | u64::from(key.remote_addr.to_bits());
+    let ports = (u64::from(key.local_port.0) << 16) | u64::from(key.remote_port.0);
+    hasher.hash_words(addrs, ports)
 }

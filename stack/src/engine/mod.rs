@@ -551,11 +551,20 @@ impl Engine {
         }
     }
 
-    /// Puts the connection's earliest deadline in the wheel (or takes it out).
+    /// Makes sure the wheel wakes the connection no later than its earliest deadline.
+    ///
+    /// Lazily, like Linux's retransmission timer: most segments move a deadline later (the RTO restarts on every
+    /// ACK) or clear it, and moving a wheel entry costs an unlink and an insert each time. So a timer already armed
+    /// no later than the new deadline stays where it is, and a connection left without deadlines keeps its timer;
+    /// when such a timer fires early, [`Engine::on_conn_timer`] finds nothing due and the connection is rearmed
+    /// on the next `poll_transmit`. Freeing a connection cancels its timer.
     fn rearm(&mut self, index: u32) {
-        match self.conns[index as usize].next_deadline() {
-            Some(at) => self.wheel.schedule(TimerId(index), at),
-            None => self.wheel.cancel(TimerId(index)),
+        let Some(at) = self.conns[index as usize].next_deadline() else {
+            return;
+        };
+        let id = TimerId(index);
+        if self.wheel.deadline(id).is_none_or(|armed| armed > at) {
+            self.wheel.schedule(id, at);
         }
     }
 
