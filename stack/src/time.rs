@@ -46,8 +46,12 @@ impl Instant {
     }
 }
 
+#[inline]
 fn duration_micros(d: Duration) -> u64 {
-    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
+    // In 64-bit arithmetic: `Duration::as_micros` goes through `u128`, and this runs for every deadline set.
+    d.as_secs()
+        .saturating_mul(1_000_000)
+        .saturating_add(u64::from(d.subsec_micros()))
 }
 
 impl Add<Duration> for Instant {
@@ -102,5 +106,7 @@ mod tests {
             Instant::from_micros(u64::MAX) + Duration::from_secs(1),
             Instant::from_micros(u64::MAX)
         );
+        assert_eq!((Instant::ZERO + Duration::MAX), Instant::from_micros(u64::MAX));
+        assert_eq!((t + Duration::new(3, 999_999_999)).as_micros(), 5000 + 3_999_999);
     }
 }

@@ -149,6 +149,7 @@ impl Engine {
     /// §3.10.7.3: SYN-SENT.
     fn on_segment_syn_sent(&mut self, now: Instant, index: u32, seg: &TcpRepr) -> Step {
         let config = &self.config;
+        let rto_bounds = self.rto_bounds;
         let tcb = &mut self.conns[index as usize];
         // First, check the ACK bit: it must acknowledge our SYN and nothing beyond.
         if seg.flags.ack() && (seg.ack.diff(tcb.iss) <= 0 || seg.ack.diff(tcb.snd_max) > 0) {
@@ -175,7 +176,7 @@ impl Engine {
             tcb.snd_wl2 = seg.ack;
             let srtt_sample = take_rtt_sample(tcb, now, seg);
             if let Some(rtt) = srtt_sample {
-                tcb.rtt.sample(rtt, config.rto_min, config.rto_max);
+                tcb.rtt.sample(rtt, rto_bounds);
             }
             tcb.snd_una = seg.ack;
             if tcb.snd_nxt.diff(tcb.snd_una) < 0 {
@@ -427,10 +428,10 @@ impl Engine {
     /// SND.UNA advances: drop acknowledged data, take an RTT sample, grow the congestion window (RFC 5681,
     /// RFC 6582), restart or stop the retransmission timer (RFC 6298 §5.2, §5.3).
     fn on_new_ack(&mut self, now: Instant, index: u32, seg: &TcpRepr, acked: u32) {
-        let config = &self.config;
+        let rto_bounds = self.rto_bounds;
         let tcb = &mut self.conns[index as usize];
         if let Some(rtt) = take_rtt_sample(tcb, now, seg) {
-            tcb.rtt.sample(rtt, config.rto_min, config.rto_max);
+            tcb.rtt.sample(rtt, rto_bounds);
         }
         // Data bytes acknowledged: neither our SYN nor our FIN, if covered, is in the buffer.
         let syn_covered = tcb.snd_una == tcb.iss;
@@ -467,7 +468,7 @@ impl Engine {
         tcb.rto_at = if tcb.snd_una == tcb.snd_max {
             None
         } else {
-            Some(now + tcb.rtt.rto(config.rto_max))
+            Some(now + tcb.rtt.rto(rto_bounds))
         };
         if tcb.flags.contains(Flags::WANT_WRITABLE) && tcb.tx.free() > 0 && tcb.state.can_send() {
             tcb.flags.remove(Flags::WANT_WRITABLE);

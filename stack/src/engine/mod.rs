@@ -41,7 +41,7 @@ use crate::timer::{TimerId, TimerWheel};
 use crate::wire::ethernet::MacAddr;
 use crate::wire::{Port, SeqNum};
 use flow::{FlowSlot, FlowTable};
-use rtt::RttEstimator;
+use rtt::{RtoBounds, RttEstimator};
 use tcb::{Congestion, Flags, Tcb};
 use time_wait::TimeWaitTable;
 
@@ -123,6 +123,8 @@ pub struct Engine {
     arp_waiting: u32,
     /// The latest `now` the caller passed in, for application calls that take no time.
     clock: Instant,
+    /// `config.rto_min` and `rto_max` in the estimator's units.
+    rto_bounds: RtoBounds,
 }
 
 /// What the engine sets aside per connection slot and per TIME-WAIT record, data buffers aside: the figures
@@ -218,6 +220,7 @@ impl Engine {
             next_port: vec![config.ephemeral_ports.0; config.addresses.len()],
             ip_ident: 0,
             clock: now,
+            rto_bounds: RtoBounds::new(config.rto_min, config.rto_max),
             arp_waiting: 0,
             rcv_shift: if config.window_scaling { rcv_shift } else { 0 },
             conns,

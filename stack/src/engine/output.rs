@@ -51,6 +51,11 @@ impl Engine {
                 break;
             }
             self.commit_plan(now, index, &plan);
+            // Only data (new, or resent after a fast retransmit) can be followed by more: a SYN, a bare ACK, a
+            // FIN on its own or a probe leaves nothing for the next round of planning.
+            if plan.data_len == 0 && !plan.retransmit {
+                break;
+            }
         }
     }
 
@@ -171,7 +176,7 @@ impl Engine {
         }
         // Persist: data waits behind a zero window and nothing is in flight to bring a window update.
         if avail > 0 && tcb.snd_wnd == 0 && tcb.rto_at.is_none() && tcb.persist_at.is_none() {
-            tcb.persist_at = Some(now + tcb.rtt.rto(self.config.rto_max));
+            tcb.persist_at = Some(now + tcb.rtt.rto(self.rto_bounds));
         }
         ack_only(tcb)
     }
@@ -243,7 +248,7 @@ impl Engine {
 
     /// Commits a segment that went out: sequence numbers, timers, transitions on FIN.
     fn commit_plan(&mut self, now: Instant, index: u32, plan: &Plan) {
-        let rto_max = self.config.rto_max;
+        let rto_bounds = self.rto_bounds;
         let tcb = &mut self.conns[index as usize];
         if plan.retransmit {
             self.counters.retransmits += 1;
@@ -262,7 +267,7 @@ impl Engine {
         let Some(next) = plan.next else {
             // A retransmission at SND.UNA: make sure the timer runs.
             if plan.retransmit && tcb.rto_at.is_none() {
-                tcb.rto_at = Some(now + tcb.rtt.rto(rto_max));
+                tcb.rto_at = Some(now + tcb.rtt.rto(rto_bounds));
             }
             return;
         };
@@ -279,7 +284,7 @@ impl Engine {
             tcb.snd_max = next;
         }
         if occupies && tcb.rto_at.is_none() {
-            tcb.rto_at = Some(now + tcb.rtt.rto(rto_max));
+            tcb.rto_at = Some(now + tcb.rtt.rto(rto_bounds));
         }
         if plan.flags.contains(TcpFlags::FIN) {
             if tcb.snd_fin.is_none() {
@@ -375,6 +380,7 @@ impl Engine {
     /// A connection's timer fired: see which of its deadlines are due (RFC 9293 §3.10.8, RFC 6298 §5).
     pub(crate) fn on_conn_timer(&mut self, now: Instant, index: u32) {
         let config = &self.config;
+        let rto_bounds = self.rto_bounds;
         let tcb = &mut self.conns[index as usize];
         if tcb.state == State::Listen || tcb.state == State::Closed {
             return;
@@ -442,7 +448,7 @@ impl Engine {
                 if matches!(tcb.state, State::SynSent | State::SynReceived) {
                     tcb.snd_nxt = tcb.iss;
                 }
-                tcb.rto_at = Some(now + tcb.rtt.rto(config.rto_max));
+                tcb.rto_at = Some(now + tcb.rtt.rto(rto_bounds));
             }
         }
         let tcb = &mut self.conns[index as usize];
@@ -463,7 +469,7 @@ impl Engine {
                 tcb.flags.insert(Flags::PROBE);
                 self.counters.window_probes += 1;
                 tcb.rtt.on_timeout();
-                tcb.persist_at = Some(now + tcb.rtt.rto(config.rto_max));
+                tcb.persist_at = Some(now + tcb.rtt.rto(rto_bounds));
             }
         }
         if outcome.is_none() && due(tcb.keepalive_at) {

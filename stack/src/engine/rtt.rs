@@ -27,6 +27,22 @@ fn micros(d: Duration) -> u32 {
     u32::try_from(secs * 1_000_000 + u64::from(d.subsec_micros())).unwrap_or(u32::MAX)
 }
 
+/// RFC 6298's lower and upper RTO bounds (§2.4, §2.5) in microseconds, converted once from the configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct RtoBounds {
+    min: u32,
+    max: u32,
+}
+
+impl RtoBounds {
+    pub(crate) fn new(min: Duration, max: Duration) -> RtoBounds {
+        RtoBounds {
+            min: micros(min),
+            max: micros(max),
+        }
+    }
+}
+
 impl RttEstimator {
     /// Before any sample, RTO is the initial value (§2.1: 1 s).
     pub(crate) fn new(initial: Duration) -> RttEstimator {
@@ -41,7 +57,7 @@ impl RttEstimator {
 
     /// Takes one RTT measurement R (§2.2, §2.3). Callers follow Karn's rule (RFC 9293 MUST-18): no samples from
     /// retransmitted segments, unless timestamps disambiguate them.
-    pub(crate) fn sample(&mut self, rtt: Duration, min: Duration, max: Duration) {
+    pub(crate) fn sample(&mut self, rtt: Duration, bounds: RtoBounds) {
         let r = micros(rtt).max(1);
         if self.has_sample {
             // RTTVAR <- 3/4 RTTVAR + 1/4 |SRTT - R'|; SRTT <- 7/8 SRTT + 1/8 R'
@@ -56,14 +72,14 @@ impl RttEstimator {
         let rto = self
             .srtt
             .saturating_add(GRANULARITY_US.max(self.rttvar.saturating_mul(4)));
-        self.rto = rto.clamp(micros(min), micros(max));
+        self.rto = rto.max(bounds.min).min(bounds.max);
         self.backoff = 0;
     }
 
-    /// The current RTO, with exponential backoff applied (§5.5), bounded by `max`.
-    pub(crate) fn rto(&self, max: Duration) -> Duration {
+    /// The current RTO, with exponential backoff applied (§5.5), bounded by the maximum.
+    pub(crate) fn rto(&self, bounds: RtoBounds) -> Duration {
         let backed = u64::from(self.rto) << self.backoff.min(32);
-        Duration::from_micros(backed.min(u64::from(micros(max))))
+        Duration::from_micros(backed.min(u64::from(bounds.max)))
     }
 
     /// A retransmission timeout fired: back off.
@@ -85,6 +101,10 @@ mod tests {
     const MIN: Duration = Duration::from_millis(200);
     const MAX: Duration = Duration::from_secs(60);
 
+    fn bounds(min: Duration, max: Duration) -> RtoBounds {
+        RtoBounds::new(min, max)
+    }
+
     #[test]
     fn micros_matches_as_micros_saturated() {
         for d in [
@@ -103,48 +123,48 @@ mod tests {
     #[test]
     fn rtt_no_sample_uses_initial_rto() {
         let rtt = RttEstimator::new(Duration::from_secs(1));
-        assert_eq!(rtt.rto(MAX), Duration::from_secs(1));
+        assert_eq!(rtt.rto(bounds(MIN, MAX)), Duration::from_secs(1));
         assert_eq!(rtt.srtt(), None);
     }
 
     #[test]
     fn rtt_first_sample_sets_srtt_and_rttvar_rfc6298_2_2() {
         let mut rtt = RttEstimator::new(Duration::from_secs(1));
-        rtt.sample(Duration::from_millis(100), Duration::ZERO, MAX);
+        rtt.sample(Duration::from_millis(100), bounds(Duration::ZERO, MAX));
         // SRTT = 100 ms, RTTVAR = 50 ms, RTO = SRTT + 4*RTTVAR = 300 ms.
         assert_eq!(rtt.srtt(), Some(Duration::from_millis(100)));
-        assert_eq!(rtt.rto(MAX), Duration::from_millis(300));
+        assert_eq!(rtt.rto(bounds(MIN, MAX)), Duration::from_millis(300));
     }
 
     #[test]
     fn rtt_next_sample_smooths_rfc6298_2_3() {
         let mut rtt = RttEstimator::new(Duration::from_secs(1));
-        rtt.sample(Duration::from_millis(100), Duration::ZERO, MAX);
-        rtt.sample(Duration::from_millis(200), Duration::ZERO, MAX);
+        rtt.sample(Duration::from_millis(100), bounds(Duration::ZERO, MAX));
+        rtt.sample(Duration::from_millis(200), bounds(Duration::ZERO, MAX));
         // RTTVAR = 3/4*50 + 1/4*100 = 62.5 ms; SRTT = 7/8*100 + 1/8*200 = 112.5 ms; RTO = 112.5 + 250 = 362.5 ms.
         assert_eq!(rtt.srtt(), Some(Duration::from_micros(112_500)));
-        assert_eq!(rtt.rto(MAX), Duration::from_micros(362_500));
+        assert_eq!(rtt.rto(bounds(MIN, MAX)), Duration::from_micros(362_500));
     }
 
     #[test]
     fn rtt_small_sample_is_clamped_to_minimum() {
         let mut rtt = RttEstimator::new(Duration::from_secs(1));
-        rtt.sample(Duration::from_micros(50), Duration::ZERO, MAX);
-        assert_eq!(rtt.rto(MAX), Duration::from_micros(50 + 1000));
-        rtt.sample(Duration::from_micros(50), MIN, MAX);
-        assert_eq!(rtt.rto(MAX), MIN);
+        rtt.sample(Duration::from_micros(50), bounds(Duration::ZERO, MAX));
+        assert_eq!(rtt.rto(bounds(MIN, MAX)), Duration::from_micros(50 + 1000));
+        rtt.sample(Duration::from_micros(50), bounds(MIN, MAX));
+        assert_eq!(rtt.rto(bounds(MIN, MAX)), MIN);
     }
 
     #[test]
     fn rtt_timeout_doubles_up_to_maximum_rfc6298_5_5() {
         let mut rtt = RttEstimator::new(Duration::from_secs(1));
         rtt.on_timeout();
-        assert_eq!(rtt.rto(MAX), Duration::from_secs(2));
+        assert_eq!(rtt.rto(bounds(MIN, MAX)), Duration::from_secs(2));
         for _ in 0..10 {
             rtt.on_timeout();
         }
-        assert_eq!(rtt.rto(MAX), MAX);
-        rtt.sample(Duration::from_millis(100), MIN, MAX);
-        assert_eq!(rtt.rto(MAX), Duration::from_millis(300));
+        assert_eq!(rtt.rto(bounds(MIN, MAX)), MAX);
+        rtt.sample(Duration::from_millis(100), bounds(MIN, MAX));
+        assert_eq!(rtt.rto(bounds(MIN, MAX)), Duration::from_millis(300));
     }
 }
