@@ -6,7 +6,7 @@ use core::time::Duration;
 
 use super::event::{CloseReason, EventKind};
 use super::flow::{FlowKey, FlowSlot};
-use super::tcb::{Flags, State, Tcb, Timestamps};
+use super::tcb::{Deadline, Flags, State, Tcb, Timestamps};
 use super::{Engine, PendingRst};
 use crate::io::TxSink;
 use crate::time::Instant;
@@ -182,7 +182,7 @@ impl Engine {
             if tcb.snd_nxt.diff(tcb.snd_una) < 0 {
                 tcb.snd_nxt = tcb.snd_una;
             }
-            tcb.rto_at = None;
+            tcb.rto_at = Deadline::NONE;
             tcb.retries = 0;
             tcb.transition(State::Established);
             tcb.flags.insert(Flags::ACK_NOW);
@@ -203,7 +203,7 @@ impl Engine {
             tcb.snd_wl2 = tcb.iss;
             tcb.transition(State::SynReceived);
             tcb.snd_nxt = tcb.iss;
-            tcb.rto_at = None;
+            tcb.rto_at = Deadline::NONE;
             Step::Continue
         }
     }
@@ -400,7 +400,7 @@ impl Engine {
             tcb.snd_wl1 = seg.seq;
             tcb.snd_wl2 = seg.ack;
             if tcb.snd_wnd > 0 {
-                tcb.persist_at = None;
+                tcb.persist_at = Deadline::NONE;
             }
         }
         if tcb.persist_at.is_some() {
@@ -412,7 +412,7 @@ impl Engine {
             State::FinWait1 if fin_acked => {
                 tcb.transition(State::FinWait2);
                 if tcb.flags.contains(Flags::APP_CLOSED) {
-                    tcb.linger_at = Some(now + self.config.fin_wait2_timeout);
+                    tcb.linger_at = Deadline::at(now + self.config.fin_wait2_timeout);
                 }
                 Step::Continue
             }
@@ -466,9 +466,9 @@ impl Engine {
             }
         }
         tcb.rto_at = if tcb.snd_una == tcb.snd_max {
-            None
+            Deadline::NONE
         } else {
-            Some(now + tcb.rtt.rto(rto_bounds))
+            Deadline::at(now + tcb.rtt.rto(rto_bounds))
         };
         if tcb.flags.contains(Flags::WANT_WRITABLE) && tcb.tx.free() > 0 && tcb.state.can_send() {
             tcb.flags.remove(Flags::WANT_WRITABLE);
@@ -551,7 +551,7 @@ impl Engine {
             match self.config.delayed_ack {
                 Some(delay) if !had_holes && tcb.unacked_segments < 2 => {
                     if tcb.delack_at.is_none() {
-                        tcb.delack_at = Some(now + delay);
+                        tcb.delack_at = Deadline::at(now + delay);
                     }
                 }
                 _ => tcb.flags.insert(Flags::ACK_NOW),
@@ -750,6 +750,6 @@ fn take_rtt_sample(tcb: &mut Tcb, now: Instant, seg: &TcpRepr) -> Option<Duratio
 
 fn start_keepalive(tcb: &mut Tcb, now: Instant, config: &super::EngineConfig) {
     if let Some(keepalive) = config.keepalive {
-        tcb.keepalive_at = Some(now + keepalive.idle);
+        tcb.keepalive_at = Deadline::at(now + keepalive.idle);
     }
 }

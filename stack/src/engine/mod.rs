@@ -42,7 +42,7 @@ use crate::wire::ethernet::MacAddr;
 use crate::wire::{Port, SeqNum};
 use flow::{FlowSlot, FlowTable};
 use rtt::{RtoBounds, RttEstimator};
-use tcb::{Congestion, Flags, Tcb};
+use tcb::{Congestion, Deadline, Flags, Tcb};
 use time_wait::TimeWaitTable;
 
 mod alloc_free {
@@ -369,7 +369,7 @@ impl Engine {
             None => {
                 tcb.flags.insert(Flags::AWAIT_ARP);
                 self.arp_waiting += 1;
-                tcb.arp_at = Some(now + self.config.arp_retry_interval);
+                tcb.arp_at = Deadline::at(now + self.config.arp_retry_interval);
                 if self.pending_arps.len() < self.pending_arps.capacity() {
                     self.pending_arps.push((local_addr, remote_addr));
                 }
@@ -474,7 +474,7 @@ impl Engine {
         tcb.flags.insert(Flags::APP_CLOSED);
         match tcb.state {
             State::FinWait2 => {
-                tcb.linger_at = Some(linger_at);
+                tcb.linger_at = Deadline::at(linger_at);
                 self.mark_dirty(index);
             }
             State::Closed => self.free_conn(index),
@@ -878,12 +878,12 @@ impl Tcb {
                 recover: None,
             },
             unacked_segments: 0,
-            rto_at: None,
-            delack_at: None,
-            persist_at: None,
-            keepalive_at: None,
-            arp_at: None,
-            linger_at: None,
+            rto_at: Deadline::NONE,
+            delack_at: Deadline::NONE,
+            persist_at: Deadline::NONE,
+            keepalive_at: Deadline::NONE,
+            arp_at: Deadline::NONE,
+            linger_at: Deadline::NONE,
         }
     }
 
@@ -936,11 +936,11 @@ impl Tcb {
     }
 
     fn clear_timers(&mut self) {
-        self.rto_at = None;
-        self.delack_at = None;
-        self.persist_at = None;
-        self.keepalive_at = None;
-        self.arp_at = None;
-        self.linger_at = None;
+        self.rto_at = Deadline::NONE;
+        self.delack_at = Deadline::NONE;
+        self.persist_at = Deadline::NONE;
+        self.keepalive_at = Deadline::NONE;
+        self.arp_at = Deadline::NONE;
+        self.linger_at = Deadline::NONE;
     }
 }

@@ -210,7 +210,7 @@ impl Engine {
                 self.clear_await_arp(index);
                 let tcb = &mut self.conns[index as usize];
                 tcb.remote_mac = mac;
-                tcb.arp_at = None;
+                tcb.arp_at = super::tcb::Deadline::NONE;
                 self.mark_dirty(index);
             }
         }

@@ -4,7 +4,7 @@
 use super::event::CloseReason;
 use super::input::ts_now;
 use super::net::{L2_L3_LEN, emit_l2_l3};
-use super::tcb::{Flags, State, Tcb};
+use super::tcb::{Deadline, Flags, State, Tcb};
 use super::time_wait::TimeWait;
 use super::{Engine, PendingRst};
 use crate::io::TxSink;
@@ -176,7 +176,7 @@ impl Engine {
         }
         // Persist: data waits behind a zero window and nothing is in flight to bring a window update.
         if avail > 0 && tcb.snd_wnd == 0 && tcb.rto_at.is_none() && tcb.persist_at.is_none() {
-            tcb.persist_at = Some(now + tcb.rtt.rto(self.rto_bounds));
+            tcb.persist_at = Deadline::at(now + tcb.rtt.rto(self.rto_bounds));
         }
         ack_only(tcb)
     }
@@ -257,7 +257,7 @@ impl Engine {
             // Every segment carries the latest ACK and window.
             tcb.flags.remove(Flags::ACK_NOW);
             tcb.flags.remove(Flags::WINDOW_UPDATE);
-            tcb.delack_at = None;
+            tcb.delack_at = Deadline::NONE;
             tcb.unacked_segments = 0;
             let adv = tcb.rcv_nxt + (u32::from(window_field(tcb)) << tcb.rcv_shift);
             if adv.diff(tcb.rcv_adv) > 0 {
@@ -267,7 +267,7 @@ impl Engine {
         let Some(next) = plan.next else {
             // A retransmission at SND.UNA: make sure the timer runs.
             if plan.retransmit && tcb.rto_at.is_none() {
-                tcb.rto_at = Some(now + tcb.rtt.rto(rto_bounds));
+                tcb.rto_at = Deadline::at(now + tcb.rtt.rto(rto_bounds));
             }
             return;
         };
@@ -284,7 +284,7 @@ impl Engine {
             tcb.snd_max = next;
         }
         if occupies && tcb.rto_at.is_none() {
-            tcb.rto_at = Some(now + tcb.rtt.rto(rto_bounds));
+            tcb.rto_at = Deadline::at(now + tcb.rtt.rto(rto_bounds));
         }
         if plan.flags.contains(TcpFlags::FIN) {
             if tcb.snd_fin.is_none() {
@@ -385,17 +385,17 @@ impl Engine {
         if tcb.state == State::Listen || tcb.state == State::Closed {
             return;
         }
-        let due = |at: Option<Instant>| at.is_some_and(|at| at <= now);
+        let due = |at: Deadline| at.is_due(now);
         let mut outcome: Option<CloseReason> = None;
         if due(tcb.arp_at) {
-            tcb.arp_at = None;
+            tcb.arp_at = Deadline::NONE;
             if tcb.flags.contains(Flags::AWAIT_ARP) {
                 if tcb.retries >= config.arp_retries {
                     self.counters.arp_unresolved += 1;
                     outcome = Some(CloseReason::Unreachable);
                 } else {
                     tcb.retries += 1;
-                    tcb.arp_at = Some(now + config.arp_retry_interval);
+                    tcb.arp_at = Deadline::at(now + config.arp_retry_interval);
                     let (local, remote) = (tcb.key.local_addr, tcb.key.remote_addr);
                     if self.pending_arps.len() < self.pending_arps.capacity() {
                         self.pending_arps.push((local, remote));
@@ -409,7 +409,7 @@ impl Engine {
             outcome = Some(CloseReason::TimedOut);
         }
         if outcome.is_none() && due(tcb.rto_at) {
-            tcb.rto_at = None;
+            tcb.rto_at = Deadline::NONE;
             self.counters.rto_fired += 1;
             let limit = if tcb.state.is_synchronized() {
                 config.data_retries
@@ -424,7 +424,7 @@ impl Engine {
                 // and counts unanswered probes (RFC 9293 §3.8.6.1, MUST-36/37); data is resent once it opens.
                 tcb.snd_nxt = tcb.snd_una;
                 tcb.rtt_probe = None;
-                tcb.persist_at = Some(now);
+                tcb.persist_at = Deadline::at(now);
             } else if tcb.retries >= limit {
                 if tcb.state == State::SynReceived && tcb.flags.contains(Flags::PASSIVE) {
                     self.counters.syn_received_timeouts += 1;
@@ -448,12 +448,12 @@ impl Engine {
                 if matches!(tcb.state, State::SynSent | State::SynReceived) {
                     tcb.snd_nxt = tcb.iss;
                 }
-                tcb.rto_at = Some(now + tcb.rtt.rto(rto_bounds));
+                tcb.rto_at = Deadline::at(now + tcb.rtt.rto(rto_bounds));
             }
         }
         let tcb = &mut self.conns[index as usize];
         if outcome.is_none() && due(tcb.delack_at) {
-            tcb.delack_at = None;
+            tcb.delack_at = Deadline::NONE;
             tcb.flags.insert(Flags::ACK_NOW);
             self.counters.delayed_acks += 1;
         }
@@ -469,7 +469,7 @@ impl Engine {
                 tcb.flags.insert(Flags::PROBE);
                 self.counters.window_probes += 1;
                 tcb.rtt.on_timeout();
-                tcb.persist_at = Some(now + tcb.rtt.rto(rto_bounds));
+                tcb.persist_at = Deadline::at(now + tcb.rtt.rto(rto_bounds));
             }
         }
         if outcome.is_none() && due(tcb.keepalive_at) {
@@ -481,7 +481,7 @@ impl Engine {
                     tcb.retries += 1;
                     tcb.flags.insert(Flags::KEEPALIVE_PROBE);
                     self.counters.keepalive_probes += 1;
-                    tcb.keepalive_at = Some(now + keepalive.interval);
+                    tcb.keepalive_at = Deadline::at(now + keepalive.interval);
                 }
             }
         }
