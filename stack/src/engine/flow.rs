@@ -104,6 +104,20 @@ impl FlowTable {
         }
     }
 
+    /// Makes `key` map to `to` if it maps to `from` (a connection handing its 4-tuple to its TIME-WAIT record);
+    /// one probe. Returns whether it did.
+    #[inline]
+    pub fn replace(&mut self, key: &FlowKey, from: FlowSlot, to: FlowSlot) -> bool {
+        let hash = self.hash(key);
+        match self.map.find_mut(hash, |(k, s)| k == key && *s == from) {
+            Some(entry) => {
+                entry.1 = to;
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Removes `key`, returning what it mapped to.
     #[inline]
     pub fn remove(&mut self, key: &FlowKey) -> Option<FlowSlot> {

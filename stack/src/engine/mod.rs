@@ -602,6 +602,14 @@ impl Engine {
     /// Ends the protocol side of a connection with `reason`, telling the application; the slot is freed now if
     /// the application has released it, else when it calls `close`.
     fn finish_conn(&mut self, index: u32, reason: CloseReason) {
+        // The flow entry goes now so a new connection can use the 4-tuple; the slot may stay for leftover reads.
+        let key = self.conns[index as usize].key;
+        self.flows.remove_if(&key, FlowSlot::Conn(index));
+        self.end_conn(index, reason);
+    }
+
+    /// [`Engine::finish_conn`] once the flow entry no longer names the connection (removed, or handed over).
+    fn end_conn(&mut self, index: u32, reason: CloseReason) {
         self.clear_await_arp(index);
         let tcb = &mut self.conns[index as usize];
         let was_passive_half_open = tcb.state == State::SynReceived && tcb.flags.contains(Flags::PASSIVE);
@@ -618,8 +626,6 @@ impl Engine {
             }
         }
         let app_closed = tcb.flags.contains(Flags::APP_CLOSED);
-        // The flow entry goes now so a new connection can use the 4-tuple; the slot may stay for leftover reads.
-        self.flows.remove_if(&tcb.key, FlowSlot::Conn(index));
         self.wheel.cancel(TimerId(index));
         // A passive connection the application never saw goes back to LISTEN silently (RFC 9293 §3.10.7.4).
         if !was_passive_half_open {
@@ -666,22 +672,30 @@ impl Engine {
             remote_mac: tcb.remote_mac,
         };
         let key = tcb.key;
-        // finish_conn removes the flow entry; the record takes its place below.
-        self.finish_conn(index, CloseReason::Normal);
-        if self.config.msl.is_zero() {
+        let tw = if self.config.msl.is_zero() {
             self.counters.time_wait_skipped += 1;
-            return;
-        }
-        let Some(tw) = self.time_wait.insert(record) else {
-            self.counters.time_wait_overflow += 1;
-            return;
+            None
+        } else {
+            let tw = self.time_wait.insert(record);
+            if tw.is_none() {
+                self.counters.time_wait_overflow += 1;
+            }
+            tw
         };
-        if self.flows.insert(key, FlowSlot::TimeWait(tw)).is_err() {
-            self.time_wait.remove(tw);
-            self.counters.time_wait_overflow += 1;
-            return;
+        match tw {
+            // The record takes the connection's place in the flow table: one probe, no remove and insert.
+            Some(tw) if self.flows.replace(&key, FlowSlot::Conn(index), FlowSlot::TimeWait(tw)) => {
+                self.end_conn(index, CloseReason::Normal);
+                self.wheel.schedule(self.time_wait_timer(tw), now + self.config.msl * 2);
+            }
+            Some(tw) => {
+                // No entry to take over (cannot happen for a live connection); keep the table consistent.
+                self.time_wait.remove(tw);
+                self.counters.time_wait_overflow += 1;
+                self.finish_conn(index, CloseReason::Normal);
+            }
+            None => self.finish_conn(index, CloseReason::Normal),
         }
-        self.wheel.schedule(self.time_wait_timer(tw), now + self.config.msl * 2);
     }
 
     fn time_wait_timer(&self, tw: u32) -> TimerId {
