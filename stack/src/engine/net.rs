@@ -3,7 +3,7 @@
 
 use core::net::Ipv4Addr;
 
-use hashbrown::HashMap;
+use hashbrown::HashTable;
 
 use super::{Engine, Flags, FlowKey, PendingRst};
 use crate::io::TxSink;
@@ -22,7 +22,9 @@ pub(crate) const L2_L3_LEN: usize = EthernetRepr::HEADER_LEN + ipv4::HEADER_LEN;
 /// IPv4 address to MAC address, learnt from ARP or added statically. Fixed capacity: when full, new entries are
 /// not learnt (the peer is asked again next time).
 pub(crate) struct NeighborCache {
-    map: HashMap<Ipv4Addr, MacAddr, FlowHasher>,
+    /// Keyed by the flow table's fast keyed hash of the address (ARP replies, like flows, come from the network).
+    map: HashTable<(Ipv4Addr, MacAddr)>,
+    hasher: FlowHasher,
     limit: usize,
     /// Addresses asked for recently, with when: at most one request per address per retry interval.
     asked: Vec<(Ipv4Addr, Instant)>,
@@ -31,25 +33,34 @@ pub(crate) struct NeighborCache {
 impl NeighborCache {
     pub(crate) fn new(limit: usize, hasher: FlowHasher) -> NeighborCache {
         NeighborCache {
-            map: HashMap::with_capacity_and_hasher(limit * 2, hasher),
+            map: HashTable::with_capacity(limit * 2),
+            hasher,
             limit,
             asked: Vec::with_capacity(64),
         }
     }
 
+    #[inline]
+    fn hash(hasher: &FlowHasher, addr: Ipv4Addr) -> u64 {
+        hasher.hash_words(u64::from(addr.to_bits()), 0)
+    }
+
     pub(crate) fn get(&self, addr: Ipv4Addr) -> Option<MacAddr> {
-        self.map.get(&addr).copied()
+        let hash = Self::hash(&self.hasher, addr);
+        self.map.find(hash, |(a, _)| *a == addr).map(|&(_, mac)| mac)
     }
 
     pub(crate) fn insert(&mut self, addr: Ipv4Addr, mac: MacAddr) -> bool {
-        if let Some(known) = self.map.get_mut(&addr) {
-            *known = mac;
+        let hash = Self::hash(&self.hasher, addr);
+        if let Some(known) = self.map.find_mut(hash, |(a, _)| *a == addr) {
+            known.1 = mac;
             return true;
         }
         if self.map.len() >= self.limit {
             return false;
         }
-        self.map.insert(addr, mac);
+        let hasher = &self.hasher;
+        self.map.insert_unique(hash, (addr, mac), |(a, _)| Self::hash(hasher, *a));
         self.asked.retain(|(a, _)| *a != addr);
         true
     }
