@@ -51,9 +51,11 @@ impl Engine {
                 break;
             }
             self.commit_plan(now, index, &plan);
-            // Only data (new, or resent after a fast retransmit) can be followed by more: a SYN, a bare ACK, a
-            // FIN on its own or a probe leaves nothing for the next round of planning.
-            if plan.data_len == 0 && !plan.retransmit {
+            // Only a retransmission, or new data that did not take all there was (no PSH: see plan_segment), can
+            // be followed by more: a SYN, a bare ACK, a FIN, a probe or the last of the data leave nothing for
+            // the next round of planning.
+            let more = plan.retransmit || (plan.data_len > 0 && !plan.flags.contains(TcpFlags::PSH));
+            if !more {
                 break;
             }
         }
