@@ -156,8 +156,8 @@ pub enum ConfigError {
     /// The ephemeral port range is empty or includes port 0.
     #[error("ephemeral_ports must be a non-empty range of non-zero ports")]
     BadPortRange,
-    /// More timers than the wheel's ids can name.
-    #[error("max_connections + max_time_wait must fit in 32 bits")]
+    /// More entries than the flow table's 31-bit slot indices (and the wheel's ids) can name.
+    #[error("max_connections + max_time_wait must be below 2^31")]
     TooLarge,
 }
 
@@ -190,7 +190,7 @@ impl EngineConfig {
         if lo == 0 || lo > hi {
             return Err(ConfigError::BadPortRange);
         }
-        if self.max_connections.saturating_add(self.max_time_wait) >= u32::MAX as usize {
+        if self.max_connections.saturating_add(self.max_time_wait) >= 1 << 31 {
             return Err(ConfigError::TooLarge);
         }
         Ok(())

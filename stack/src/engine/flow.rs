@@ -37,13 +37,36 @@ pub enum FlowSlot {
     TimeWait(u32),
 }
 
+impl FlowSlot {
+    /// The top bit tells a TIME-WAIT record from a connection: an entry is 16 bytes instead of 20, four to a
+    /// cache line. Indices stay below 2^31: `EngineConfig::validate` caps connections plus records there.
+    const TIME_WAIT_BIT: u32 = 1 << 31;
+
+    #[inline]
+    fn pack(self) -> u32 {
+        match self {
+            FlowSlot::Conn(index) => index & !Self::TIME_WAIT_BIT,
+            FlowSlot::TimeWait(index) => index | Self::TIME_WAIT_BIT,
+        }
+    }
+
+    #[inline]
+    fn unpack(packed: u32) -> FlowSlot {
+        if packed & Self::TIME_WAIT_BIT == 0 {
+            FlowSlot::Conn(packed)
+        } else {
+            FlowSlot::TimeWait(packed & !Self::TIME_WAIT_BIT)
+        }
+    }
+}
+
 /// The table is full: the caller refuses the connection (or skips the TIME-WAIT record) and counts it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TableFull;
 
 /// The 4-tuple map with a fixed limit, allocated once in [`FlowTable::new`].
 pub struct FlowTable {
-    map: HashTable<(FlowKey, FlowSlot)>,
+    map: HashTable<(FlowKey, u32)>,
     hasher: FlowHasher,
     limit: usize,
 }
@@ -67,7 +90,9 @@ impl FlowTable {
     #[inline]
     pub fn get(&self, key: &FlowKey) -> Option<FlowSlot> {
         let hash = self.hash(key);
-        self.map.find(hash, |(k, _)| k == key).map(|&(_, slot)| slot)
+        self.map
+            .find(hash, |(k, _)| k == key)
+            .map(|&(_, slot)| FlowSlot::unpack(slot))
     }
 
     /// Inserts or replaces; refuses a new key when the table holds `limit` entries.
@@ -79,12 +104,12 @@ impl FlowTable {
         let hasher = &self.hasher;
         match self.map.entry(hash, |(k, _)| *k == key, |(k, _)| hash_key(hasher, k)) {
             Entry::Occupied(mut existing) => {
-                existing.get_mut().1 = slot;
+                existing.get_mut().1 = slot.pack();
                 Ok(())
             }
             Entry::Vacant(_) if full => Err(TableFull),
             Entry::Vacant(vacant) => {
-                vacant.insert((key, slot));
+                vacant.insert((key, slot.pack()));
                 Ok(())
             }
         }
@@ -95,6 +120,7 @@ impl FlowTable {
     #[inline]
     pub fn remove_if(&mut self, key: &FlowKey, slot: FlowSlot) -> bool {
         let hash = self.hash(key);
+        let slot = slot.pack();
         match self.map.find_entry(hash, |(k, s)| k == key && *s == slot) {
             Ok(entry) => {
                 entry.remove();
@@ -109,9 +135,10 @@ impl FlowTable {
     #[inline]
     pub fn replace(&mut self, key: &FlowKey, from: FlowSlot, to: FlowSlot) -> bool {
         let hash = self.hash(key);
+        let from = from.pack();
         match self.map.find_mut(hash, |(k, s)| k == key && *s == from) {
             Some(entry) => {
-                entry.1 = to;
+                entry.1 = to.pack();
                 true
             }
             None => false,
@@ -123,7 +150,7 @@ impl FlowTable {
     pub fn remove(&mut self, key: &FlowKey) -> Option<FlowSlot> {
         let hash = self.hash(key);
         match self.map.find_entry(hash, |(k, _)| k == key) {
-            Ok(entry) => Some(entry.remove().0.1),
+            Ok(entry) => Some(FlowSlot::unpack(entry.remove().0.1)),
             Err(_) => None,
         }
     }

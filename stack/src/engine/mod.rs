@@ -147,7 +147,7 @@ impl Footprint {
     pub fn of_this_build() -> Footprint {
         Footprint {
             control_block: core::mem::size_of::<Tcb>(),
-            flow_bucket: core::mem::size_of::<(FlowKey, FlowSlot)>() + 1,
+            flow_bucket: core::mem::size_of::<(FlowKey, u32)>() + 1,
             timer_node: crate::timer::NODE_BYTES,
             time_wait_record: core::mem::size_of::<time_wait::TimeWait>(),
         }

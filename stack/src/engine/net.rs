@@ -60,7 +60,8 @@ impl NeighborCache {
             return false;
         }
         let hasher = &self.hasher;
-        self.map.insert_unique(hash, (addr, mac), |(a, _)| Self::hash(hasher, *a));
+        self.map
+            .insert_unique(hash, (addr, mac), |(a, _)| Self::hash(hasher, *a));
         self.asked.retain(|(a, _)| *a != addr);
         true
     }
