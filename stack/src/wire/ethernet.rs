@@ -219,15 +219,13 @@ impl<T: AsRef<[u8]>> Frame<T> {
     /// The destination address.
     #[inline]
     pub fn dst_addr(&self) -> MacAddr {
-        let [a, b, c, d, e, f, ..] = *self.fixed();
-        MacAddr([a, b, c, d, e, f])
+        mac_at(self.fixed(), field::DST.start)
     }
 
     /// The source address.
     #[inline]
     pub fn src_addr(&self) -> MacAddr {
-        let [_, _, _, _, _, _, a, b, c, d, e, f, ..] = *self.fixed();
-        MacAddr([a, b, c, d, e, f])
+        mac_at(self.fixed(), field::SRC.start)
     }
 
     /// The EtherType field (for a tagged frame, the tag's TPID).
@@ -292,6 +290,14 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Frame<T> {
     pub fn payload_mut(&mut self) -> &mut [u8] {
         &mut self.buffer.as_mut()[field::PAYLOAD]
     }
+}
+
+/// The address at a constant offset of the header: one 4-byte and one 2-byte copy.
+#[inline(always)]
+fn mac_at(fixed: &[u8; HEADER_LEN], at: usize) -> MacAddr {
+    let mut out = [0u8; 6];
+    out.copy_from_slice(&fixed[at..at + 6]);
+    MacAddr(out)
 }
 
 /// The panic of a getter on an unchecked view too short for the header, kept out of line.

@@ -98,8 +98,7 @@ fn check_header(bytes: &[u8]) -> Result<(&[u8; HEADER_LEN], usize)> {
 /// MUST-3). A buffer of 64 KiB or more cannot be a segment inside IPv4: it fails rather than wrapping its length.
 #[inline(always)]
 fn verify_segment(bytes: &[u8], src: Ipv4Addr, dst: Ipv4Addr) -> bool {
-    u16::try_from(bytes.len()).is_ok()
-        && checksum::pseudo_header_v4_with(src, dst, u8::from(IpProtocol::Tcp), bytes) == 0xffff
+    checksum::verify_pseudo_header_v4(src, dst, u8::from(IpProtocol::Tcp), bytes)
 }
 
 /// The panic of a getter on an unchecked view too short for the fixed header, kept out of line.
