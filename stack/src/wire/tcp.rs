@@ -824,6 +824,15 @@ pub struct TcpRepr<'a> {
     pub payload: &'a [u8],
 }
 
+/// NOP NOP TS(10): the head of the options of every established-connection segment with timestamps.
+const NOP_NOP_TS: u32 = u32::from_be_bytes([kind::NO_OPERATION, kind::NO_OPERATION, kind::TIMESTAMPS, 10]);
+/// The kind and length bytes of an MSS option.
+const MSS_HEAD: u16 = u16::from_be_bytes([kind::MSS, 4]);
+/// SACK-permitted then the head of TS, as a SYN from Linux or synack carries them.
+const SACK_PERMITTED_TS: u32 = u32::from_be_bytes([kind::SACK_PERMITTED, 2, kind::TIMESTAMPS, 10]);
+/// NOP then the kind and length of window scale, with the shift count masked to zero.
+const NOP_WS_HEAD: u32 = u32::from_be_bytes([kind::NO_OPERATION, kind::WINDOW_SCALE, 3, 0]);
+
 /// Bytes of the MSS chunk.
 const MSS_LEN: usize = 4;
 /// Bytes of the timestamps chunk (two NOPs or SACK-permitted, then the 10-byte option).
@@ -893,22 +902,10 @@ impl<'a> TcpRepr<'a> {
             payload,
         };
 
+        // The known layouts are recognised by whole 32-bit words (one compare each, not one per byte).
         match *options {
             // Header prediction: an established connection's segments carry exactly NOP NOP TS.
-            [
-                kind::NO_OPERATION,
-                kind::NO_OPERATION,
-                kind::TIMESTAMPS,
-                10,
-                a,
-                b,
-                c,
-                d,
-                e,
-                f,
-                g,
-                h,
-            ] => {
+            [h0, h1, h2, h3, a, b, c, d, e, f, g, h] if u32::from_be_bytes([h0, h1, h2, h3]) == NOP_NOP_TS => {
                 let timestamps = TcpTimestamps {
                     tsval: u32::from_be_bytes([a, b, c, d]),
                     tsecr: u32::from_be_bytes([e, f, g, h]),
@@ -918,12 +915,15 @@ impl<'a> TcpRepr<'a> {
             // A SYN or SYN-ACK from Linux or synack: MSS, SACK-permitted, TS, NOP, WS.
             #[rustfmt::skip]
             [
-                kind::MSS, 4, m0, m1,
-                kind::SACK_PERMITTED, 2, kind::TIMESTAMPS, 10,
+                h0, h1, m0, m1,
+                s0, s1, s2, s3,
                 a, b, c, d,
                 e, f, g, h,
-                kind::NO_OPERATION, kind::WINDOW_SCALE, 3, shift,
-            ] => {
+                w0, w1, w2, shift,
+            ] if u16::from_be_bytes([h0, h1]) == MSS_HEAD
+                && u32::from_be_bytes([s0, s1, s2, s3]) == SACK_PERMITTED_TS
+                && u32::from_be_bytes([w0, w1, w2, 0]) == NOP_WS_HEAD =>
+            {
                 let timestamps = TcpTimestamps {
                     tsval: u32::from_be_bytes([a, b, c, d]),
                     tsecr: u32::from_be_bytes([e, f, g, h]),
