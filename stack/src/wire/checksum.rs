@@ -81,12 +81,14 @@ pub fn verify_pseudo_header_v4(src: Ipv4Addr, dst: Ipv4Addr, protocol: u8, bytes
         + u64::from(u32::from_ne_bytes(dst.octets()))
         + u64::from(u16::from(protocol).to_be())
         + u64::from(len.to_be());
-    let (words, rest) = bytes.as_chunks::<8>();
+    let mut words = bytes.chunks_exact(8);
     let mut acc = initial;
-    for w in words {
-        acc = add_wrapping_carry(acc, word(w));
+    for w in &mut words {
+        if let Ok(w) = <&[u8; 8]>::try_from(w) {
+            acc = add_wrapping_carry(acc, word(w));
+        }
     }
-    fold(add_tail(acc, rest)) == 0xffff
+    fold(add_tail(acc, words.remainder())) == 0xffff
 }
 
 /// Adds the last 0 to 7 bytes of a sum to `acc` (native order, an odd byte padded with zero).
