@@ -124,8 +124,13 @@ impl Engine {
         }
     }
 
+    #[inline]
     fn is_ours(&self, addr: Ipv4Addr) -> bool {
-        self.config.addresses.contains(&addr)
+        // Once per received packet: the usual single address is one comparison, not a slice search.
+        match self.config.addresses.as_slice() {
+            [only] => *only == addr,
+            all => all.contains(&addr),
+        }
     }
 
     pub(crate) fn next_ident(&mut self) -> u16 {
@@ -138,27 +143,24 @@ impl Engine {
     pub fn handle_frame<S: TxSink>(&mut self, now: Instant, frame: &[u8], tx: &mut S) {
         self.counters.rx_frames += 1;
         self.clock = self.clock.max(now);
+        // The view's getters rather than `EthernetRepr::parse`: the same checks in the same order (length, VLAN
+        // tag, destination), without building a Repr whose source address only TCP and ICMP need.
         let Ok(eth_frame) = Frame::new_checked(frame) else {
             self.counters.drop_ethernet_malformed += 1;
             return;
         };
-        let eth = match EthernetRepr::parse(&eth_frame) {
-            Ok(eth) => eth,
-            Err(WireError::VlanTagged) => {
-                self.counters.drop_vlan += 1;
-                return;
-            }
-            Err(_) => {
-                self.counters.drop_ethernet_malformed += 1;
-                return;
-            }
-        };
-        if eth.dst_addr != self.config.mac && !eth.dst_addr.is_broadcast() {
+        let ethertype = eth_frame.ethertype();
+        if ethertype.is_vlan() {
+            self.counters.drop_vlan += 1;
+            return;
+        }
+        let dst_addr = eth_frame.dst_addr();
+        if dst_addr != self.config.mac && !dst_addr.is_broadcast() {
             self.counters.drop_not_our_mac += 1;
             return;
         }
-        match eth.ethertype {
-            EtherType::Ipv4 => self.handle_ipv4(now, eth.src_addr, eth_frame.payload(), tx),
+        match ethertype {
+            EtherType::Ipv4 => self.handle_ipv4(now, eth_frame.src_addr(), eth_frame.payload(), tx),
             EtherType::Arp => self.handle_arp(now, eth_frame.payload(), tx),
             _ => self.counters.drop_ethertype += 1,
         }
@@ -237,13 +239,8 @@ impl Engine {
     }
 
     fn handle_ipv4<S: TxSink>(&mut self, now: Instant, src_mac: MacAddr, payload: &[u8], tx: &mut S) {
-        let packet = match ipv4::Packet::new_checked(payload) {
-            Ok(packet) => packet,
-            Err(_) => {
-                self.counters.drop_ipv4_malformed += 1;
-                return;
-            }
-        };
+        // `parse` checks the lengths (as `new_checked` would) before any getter runs.
+        let packet = ipv4::Packet::new_unchecked(payload);
         let ip = match Ipv4Repr::parse(&packet, self.policy()) {
             Ok(ip) => ip,
             Err(WireError::Checksum) => {
@@ -310,10 +307,8 @@ impl Engine {
     }
 
     fn handle_tcp<S: TxSink>(&mut self, now: Instant, src_mac: MacAddr, ip: &Ipv4Repr, payload: &[u8], tx: &mut S) {
-        let Ok(packet) = tcp::Packet::new_checked(payload) else {
-            self.counters.drop_tcp_malformed += 1;
-            return;
-        };
+        // `parse` checks the lengths (as `new_checked` would); its `Truncated` and `Malformed` count here too.
+        let packet = tcp::Packet::new_unchecked(payload);
         // Matched by reference: moving the parsed header out of the `Result` copied it once per frame.
         let parsed = TcpRepr::parse(&packet, ip.src_addr, ip.dst_addr, self.policy());
         let seg = match &parsed {

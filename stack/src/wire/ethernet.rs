@@ -204,26 +204,41 @@ impl<T: AsRef<[u8]>> Frame<T> {
         self.buffer
     }
 
+    /// The 14-byte header as an array, so that the getters read constant offsets without bounds checks.
+    ///
+    /// # Panics
+    /// If the buffer is shorter than 14 bytes, which [`Frame::new_checked`] rules out.
+    #[inline]
+    fn fixed(&self) -> &[u8; HEADER_LEN] {
+        match self.buffer.as_ref().first_chunk() {
+            Some(fixed) => fixed,
+            None => shorter_than_header(),
+        }
+    }
+
     /// The destination address.
     #[inline]
     pub fn dst_addr(&self) -> MacAddr {
-        MacAddr(array6(&self.buffer.as_ref()[field::DST]))
+        mac_at(self.fixed(), field::DST.start)
     }
 
     /// The source address.
     #[inline]
     pub fn src_addr(&self) -> MacAddr {
-        MacAddr(array6(&self.buffer.as_ref()[field::SRC]))
+        mac_at(self.fixed(), field::SRC.start)
     }
 
     /// The EtherType field (for a tagged frame, the tag's TPID).
     #[inline]
     pub fn ethertype(&self) -> EtherType {
-        let d = self.buffer.as_ref();
-        EtherType::from(u16::from_be_bytes([
-            d[field::ETHERTYPE.start],
-            d[field::ETHERTYPE.start + 1],
-        ]))
+        EtherType::from(self.ethertype_raw())
+    }
+
+    /// The EtherType field as a number.
+    #[inline]
+    fn ethertype_raw(&self) -> u16 {
+        let fixed = self.fixed();
+        u16::from_be_bytes([fixed[field::ETHERTYPE.start], fixed[field::ETHERTYPE.start + 1]])
     }
 
     /// The VLAN tag of a tagged frame, `None` for an untagged one.
@@ -277,12 +292,20 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Frame<T> {
     }
 }
 
-/// Six bytes from a slice known (by the field ranges) to hold exactly six.
-#[inline]
-fn array6(bytes: &[u8]) -> [u8; 6] {
+/// The address at a constant offset of the header: one 4-byte and one 2-byte copy.
+#[inline(always)]
+fn mac_at(fixed: &[u8; HEADER_LEN], at: usize) -> MacAddr {
     let mut out = [0u8; 6];
-    out.copy_from_slice(bytes);
-    out
+    out.copy_from_slice(&fixed[at..at + 6]);
+    MacAddr(out)
+}
+
+/// The panic of a getter on an unchecked view too short for the header, kept out of line.
+#[cold]
+#[inline(never)]
+#[track_caller]
+fn shorter_than_header() -> ! {
+    panic!("Ethernet buffer shorter than the 14-byte header (use Frame::new_checked on received data)")
 }
 
 /// The parsed header of an untagged Ethernet II frame.

@@ -71,27 +71,7 @@ impl<T: AsRef<[u8]>> Packet<T> {
     /// cut short on purpose: after it, header getters are safe but [`Packet::payload`] is not.
     #[inline]
     pub(crate) fn check_header(&self) -> Result<()> {
-        let d = self.buffer.as_ref();
-        let Some(&ver_ihl) = d.get(field::VER_IHL) else {
-            return Err(Error::Truncated);
-        };
-        if d.len() < HEADER_LEN {
-            return Err(Error::Truncated);
-        }
-        if ver_ihl >> 4 != 4 {
-            return Err(Error::Malformed);
-        }
-        let header_len = usize::from(ver_ihl & 0x0f) * 4;
-        if header_len < HEADER_LEN {
-            return Err(Error::Malformed);
-        }
-        if header_len > d.len() {
-            return Err(Error::Truncated);
-        }
-        if usize::from(self.total_len()) < header_len {
-            return Err(Error::Malformed);
-        }
-        Ok(())
+        check_header(self.buffer.as_ref()).map(|_| ())
     }
 
     /// The underlying buffer.
@@ -103,19 +83,19 @@ impl<T: AsRef<[u8]>> Packet<T> {
     /// The version field (4 after a successful check).
     #[inline]
     pub fn version(&self) -> u8 {
-        self.buffer.as_ref()[field::VER_IHL] >> 4
+        self.fixed()[field::VER_IHL] >> 4
     }
 
     /// The header length in bytes (IHL × 4), options included.
     #[inline]
     pub fn header_len(&self) -> usize {
-        usize::from(self.buffer.as_ref()[field::VER_IHL] & 0x0f) * 4
+        usize::from(self.fixed()[field::VER_IHL] & 0x0f) * 4
     }
 
     /// The whole type-of-service byte (DSCP and ECN).
     #[inline]
     pub fn tos(&self) -> u8 {
-        self.buffer.as_ref()[field::TOS]
+        self.fixed()[field::TOS]
     }
 
     /// The differentiated services code point (top six bits of the TOS byte).
@@ -133,13 +113,13 @@ impl<T: AsRef<[u8]>> Packet<T> {
     /// The total length of header and payload in bytes.
     #[inline]
     pub fn total_len(&self) -> u16 {
-        be16(self.buffer.as_ref(), field::LENGTH.start)
+        be16(self.fixed(), field::LENGTH.start)
     }
 
     /// The identification field.
     #[inline]
     pub fn ident(&self) -> u16 {
-        be16(self.buffer.as_ref(), field::IDENT.start)
+        be16(self.fixed(), field::IDENT.start)
     }
 
     /// The don't-fragment flag.
@@ -168,37 +148,37 @@ impl<T: AsRef<[u8]>> Packet<T> {
 
     #[inline]
     fn flags_offset(&self) -> u16 {
-        be16(self.buffer.as_ref(), field::FLG_OFF.start)
+        be16(self.fixed(), field::FLG_OFF.start)
     }
 
     /// The time-to-live.
     #[inline]
     pub fn ttl(&self) -> u8 {
-        self.buffer.as_ref()[field::TTL]
+        self.fixed()[field::TTL]
     }
 
     /// The protocol of the payload.
     #[inline]
     pub fn next_header(&self) -> IpProtocol {
-        IpProtocol::from(self.buffer.as_ref()[field::PROTOCOL])
+        IpProtocol::from(self.fixed()[field::PROTOCOL])
     }
 
     /// The header checksum field.
     #[inline]
     pub fn checksum(&self) -> u16 {
-        be16(self.buffer.as_ref(), field::CHECKSUM.start)
+        be16(self.fixed(), field::CHECKSUM.start)
     }
 
     /// The source address.
     #[inline]
     pub fn src_addr(&self) -> Ipv4Addr {
-        addr(self.buffer.as_ref(), field::SRC.start)
+        addr(self.fixed(), field::SRC.start)
     }
 
     /// The destination address.
     #[inline]
     pub fn dst_addr(&self) -> Ipv4Addr {
-        addr(self.buffer.as_ref(), field::DST.start)
+        addr(self.fixed(), field::DST.start)
     }
 
     /// The option bytes between the fixed header and the payload (empty for IHL 5).
@@ -216,7 +196,25 @@ impl<T: AsRef<[u8]>> Packet<T> {
     /// Whether the header (options included) sums to `0xffff`.
     #[inline]
     pub fn verify_checksum(&self) -> bool {
-        checksum::data(&self.buffer.as_ref()[..self.header_len()]) == 0xffff
+        let header_len = self.header_len();
+        if header_len == HEADER_LEN {
+            // The usual option-less header: a sum over a constant 20 bytes unrolls to three additions.
+            checksum::data(self.fixed()) == 0xffff
+        } else {
+            checksum::data(&self.buffer.as_ref()[..header_len]) == 0xffff
+        }
+    }
+
+    /// The fixed 20-byte header as an array, so that every getter reads a constant offset without a bounds check.
+    ///
+    /// # Panics
+    /// If the buffer is shorter than 20 bytes, which [`Packet::new_checked`] rules out.
+    #[inline]
+    fn fixed(&self) -> &[u8; HEADER_LEN] {
+        match self.buffer.as_ref().first_chunk() {
+            Some(fixed) => fixed,
+            None => shorter_than_header(),
+        }
     }
 }
 
@@ -338,14 +336,48 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
     }
 }
 
-#[inline]
-fn be16(d: &[u8], at: usize) -> u16 {
-    u16::from_be_bytes([d[at], d[at + 1]])
+/// The big-endian 16-bit field at a constant offset of the fixed header.
+#[inline(always)]
+fn be16(fixed: &[u8; HEADER_LEN], at: usize) -> u16 {
+    u16::from_be_bytes([fixed[at], fixed[at + 1]])
 }
 
-#[inline]
-fn addr(d: &[u8], at: usize) -> Ipv4Addr {
-    Ipv4Addr::new(d[at], d[at + 1], d[at + 2], d[at + 3])
+/// The address at a constant offset of the fixed header.
+#[inline(always)]
+fn addr(fixed: &[u8; HEADER_LEN], at: usize) -> Ipv4Addr {
+    Ipv4Addr::new(fixed[at], fixed[at + 1], fixed[at + 2], fixed[at + 3])
+}
+
+/// The checks of [`Packet::check_header`] in one place, in the order that decides which error a bad header
+/// gets: the fixed header as an array, and the header length (20 to 60, within `d`, not above the total length).
+#[inline(always)]
+fn check_header(d: &[u8]) -> Result<(&[u8; HEADER_LEN], usize)> {
+    let Some(fixed) = d.first_chunk::<HEADER_LEN>() else {
+        return Err(Error::Truncated);
+    };
+    let ver_ihl = fixed[field::VER_IHL];
+    if ver_ihl >> 4 != 4 {
+        return Err(Error::Malformed);
+    }
+    let header_len = usize::from(ver_ihl & 0x0f) * 4;
+    if header_len < HEADER_LEN {
+        return Err(Error::Malformed);
+    }
+    if header_len > d.len() {
+        return Err(Error::Truncated);
+    }
+    if usize::from(be16(fixed, field::LENGTH.start)) < header_len {
+        return Err(Error::Malformed);
+    }
+    Ok((fixed, header_len))
+}
+
+/// The panic of a getter on an unchecked view too short for the fixed header, kept out of line.
+#[cold]
+#[inline(never)]
+#[track_caller]
+fn shorter_than_header() -> ! {
+    panic!("IPv4 buffer shorter than the 20-byte header (use Packet::new_checked on received data)")
 }
 
 /// The parts of an IPv4 header synack acts on.

@@ -65,14 +65,48 @@ mod kind {
     pub const TIMESTAMPS: u8 = 8;
 }
 
-#[inline]
-fn be16(bytes: &[u8], at: usize) -> u16 {
-    u16::from_be_bytes([bytes[at], bytes[at + 1]])
+/// The big-endian 16-bit field at a constant offset of the fixed header.
+#[inline(always)]
+fn be16(fixed: &[u8; HEADER_LEN], at: usize) -> u16 {
+    u16::from_be_bytes([fixed[at], fixed[at + 1]])
 }
 
-#[inline]
-fn be32(bytes: &[u8], at: usize) -> u32 {
-    u32::from_be_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]])
+/// The big-endian 32-bit field at a constant offset of the fixed header.
+#[inline(always)]
+fn be32(fixed: &[u8; HEADER_LEN], at: usize) -> u32 {
+    u32::from_be_bytes([fixed[at], fixed[at + 1], fixed[at + 2], fixed[at + 3]])
+}
+
+/// The length checks of [`Packet::check_len`], done once: the fixed header as an array and the header length
+/// (20 to 60, within `bytes`), for [`TcpRepr::parse`] to read from without further bounds checks.
+#[inline(always)]
+fn check_header(bytes: &[u8]) -> Result<(&[u8; HEADER_LEN], usize)> {
+    let Some(fixed) = bytes.first_chunk::<HEADER_LEN>() else {
+        return Err(Error::Truncated);
+    };
+    let header_len = usize::from(fixed[field::DATA_OFFSET] >> 4) * 4;
+    if header_len < HEADER_LEN {
+        Err(Error::Malformed)
+    } else if header_len > bytes.len() {
+        Err(Error::Truncated)
+    } else {
+        Ok((fixed, header_len))
+    }
+}
+
+/// Whether a received segment's checksum over the IPv4 pseudo-header and `bytes` verifies (RFC 9293 §3.1,
+/// MUST-3). A buffer of 64 KiB or more cannot be a segment inside IPv4: it fails rather than wrapping its length.
+#[inline(always)]
+fn verify_segment(bytes: &[u8], src: Ipv4Addr, dst: Ipv4Addr) -> bool {
+    checksum::verify_pseudo_header_v4(src, dst, u8::from(IpProtocol::Tcp), bytes)
+}
+
+/// The panic of a getter on an unchecked view too short for the fixed header, kept out of line.
+#[cold]
+#[inline(never)]
+#[track_caller]
+fn shorter_than_header() -> ! {
+    panic!("TCP buffer shorter than the 20-byte header (use Packet::new_checked on received data)")
 }
 
 // ------------------------------------------------------------------------------------------------------------------
@@ -250,18 +284,7 @@ impl<T: AsRef<[u8]>> Packet<T> {
     /// offset is below 5 words.
     #[inline]
     pub fn check_len(&self) -> Result<()> {
-        let bytes = self.buffer.as_ref();
-        let Some(&offset) = bytes.get(field::DATA_OFFSET).filter(|_| bytes.len() >= HEADER_LEN) else {
-            return Err(Error::Truncated);
-        };
-        let header_len = usize::from(offset >> 4) * 4;
-        if header_len < HEADER_LEN {
-            Err(Error::Malformed)
-        } else if header_len > bytes.len() {
-            Err(Error::Truncated)
-        } else {
-            Ok(())
-        }
+        check_header(self.buffer.as_ref()).map(|_| ())
     }
 
     /// Gives back the buffer.
@@ -270,58 +293,70 @@ impl<T: AsRef<[u8]>> Packet<T> {
         self.buffer
     }
 
+    /// The fixed 20-byte header as an array, so that every getter reads a constant offset without a bounds check.
+    ///
+    /// # Panics
+    /// If the buffer is shorter than 20 bytes, which [`Packet::new_checked`] rules out.
+    #[inline]
+    fn fixed(&self) -> &[u8; HEADER_LEN] {
+        match self.buffer.as_ref().first_chunk() {
+            Some(fixed) => fixed,
+            None => shorter_than_header(),
+        }
+    }
+
     /// Source port.
     #[inline]
     pub fn src_port(&self) -> Port {
-        Port(be16(self.buffer.as_ref(), field::SRC_PORT.start))
+        Port(be16(self.fixed(), field::SRC_PORT.start))
     }
 
     /// Destination port.
     #[inline]
     pub fn dst_port(&self) -> Port {
-        Port(be16(self.buffer.as_ref(), field::DST_PORT.start))
+        Port(be16(self.fixed(), field::DST_PORT.start))
     }
 
     /// Sequence number of the first octet (of the SYN, when SYN is set).
     #[inline]
     pub fn seq_number(&self) -> SeqNum {
-        SeqNum(be32(self.buffer.as_ref(), field::SEQ_NUM.start))
+        SeqNum(be32(self.fixed(), field::SEQ_NUM.start))
     }
 
     /// Acknowledgment number; meaningful only when [`TcpFlags::ACK`] is set.
     #[inline]
     pub fn ack_number(&self) -> SeqNum {
-        SeqNum(be32(self.buffer.as_ref(), field::ACK_NUM.start))
+        SeqNum(be32(self.fixed(), field::ACK_NUM.start))
     }
 
     /// Header length in bytes, from the data offset (options included).
     #[inline]
     pub fn header_len(&self) -> usize {
-        usize::from(self.buffer.as_ref()[field::DATA_OFFSET] >> 4) * 4
+        usize::from(self.fixed()[field::DATA_OFFSET] >> 4) * 4
     }
 
     /// The control bits.
     #[inline]
     pub fn flags(&self) -> TcpFlags {
-        TcpFlags(self.buffer.as_ref()[field::FLAGS])
+        TcpFlags(self.fixed()[field::FLAGS])
     }
 
     /// The advertised window, unscaled as it is on the wire.
     #[inline]
     pub fn window_len(&self) -> u16 {
-        be16(self.buffer.as_ref(), field::WINDOW.start)
+        be16(self.fixed(), field::WINDOW.start)
     }
 
     /// The checksum field as stored.
     #[inline]
     pub fn checksum(&self) -> u16 {
-        be16(self.buffer.as_ref(), field::CHECKSUM.start)
+        be16(self.fixed(), field::CHECKSUM.start)
     }
 
     /// The urgent pointer; meaningful only when [`TcpFlags::URG`] is set.
     #[inline]
     pub fn urgent_at(&self) -> u16 {
-        be16(self.buffer.as_ref(), field::URGENT.start)
+        be16(self.fixed(), field::URGENT.start)
     }
 
     /// The raw option bytes (possibly padded), for [`TcpOptionIter`].
@@ -789,6 +824,15 @@ pub struct TcpRepr<'a> {
     pub payload: &'a [u8],
 }
 
+/// NOP NOP TS(10): the head of the options of every established-connection segment with timestamps.
+const NOP_NOP_TS: u32 = u32::from_be_bytes([kind::NO_OPERATION, kind::NO_OPERATION, kind::TIMESTAMPS, 10]);
+/// The kind and length bytes of an MSS option.
+const MSS_HEAD: u16 = u16::from_be_bytes([kind::MSS, 4]);
+/// SACK-permitted then the head of TS, as a SYN from Linux or synack carries them.
+const SACK_PERMITTED_TS: u32 = u32::from_be_bytes([kind::SACK_PERMITTED, 2, kind::TIMESTAMPS, 10]);
+/// NOP then the kind and length of window scale, with the shift count masked to zero.
+const NOP_WS_HEAD: u32 = u32::from_be_bytes([kind::NO_OPERATION, kind::WINDOW_SCALE, 3, 0]);
+
 /// Bytes of the MSS chunk.
 const MSS_LEN: usize = 4;
 /// Bytes of the timestamps chunk (two NOPs or SACK-permitted, then the 10-byte option).
@@ -803,10 +847,17 @@ const SACK_PREFIX_LEN: usize = 4;
 const SACK_BLOCK_LEN: usize = 8;
 
 impl<'a> TcpRepr<'a> {
-    /// Parses a checked packet: verifies the checksum under `Verify` (`Checksum`), folds the options into fields
-    /// (`BadOption` for a malformed list), and rejects port 0 on either side (`Malformed`).
+    /// Parses a packet: checks its lengths like [`Packet::check_len`] (`Truncated`, `Malformed`), verifies the
+    /// checksum under `Verify` (`Checksum`), folds the options into fields (`BadOption` for a malformed list), and
+    /// rejects port 0 on either side (`Malformed`).
     ///
     /// Repeated options: the last one wins.
+    ///
+    /// Speed (this runs once per received segment): the lengths are checked once and the fixed header is read
+    /// from an array, so no getter repeats a bounds check; the option layouts synack and Linux send (NOP NOP TS
+    /// on established connections; MSS, SACK-permitted, TS, NOP, WS on a SYN) are matched whole before the
+    /// generic walk, and those paths build the result in place rather than copying a finished `TcpRepr`.
+    #[inline]
     pub fn parse<T: AsRef<[u8]> + ?Sized>(
         packet: &Packet<&'a T>,
         src: Ipv4Addr,
@@ -815,44 +866,75 @@ impl<'a> TcpRepr<'a> {
     ) -> Result<TcpRepr<'a>> {
         // Reborrow the buffer with its full lifetime so the payload outlives `packet`.
         let bytes: &'a [u8] = packet.buffer.as_ref();
-        let packet = Packet::new_checked(bytes)?;
-        if checksum == ChecksumPolicy::Verify && !packet.verify_checksum(src, dst) {
+        let (fixed, header_len) = check_header(bytes)?;
+        if checksum == ChecksumPolicy::Verify && !verify_segment(bytes, src, dst) {
             return Err(Error::Checksum);
         }
-        let src_port = packet.src_port();
-        let dst_port = packet.dst_port();
+        let src_port = Port(be16(fixed, field::SRC_PORT.start));
+        let dst_port = Port(be16(fixed, field::DST_PORT.start));
         if src_port.0 == 0 || dst_port.0 == 0 {
             return Err(Error::Malformed);
         }
-        let flags = packet.flags();
-        let header_len = packet.header_len();
+        let flags = TcpFlags(fixed[field::FLAGS]);
         let (header, payload) = bytes.split_at_checked(header_len).ok_or(Error::Truncated)?;
         let options = header.get(HEADER_LEN..).unwrap_or_default();
-
-        let mut repr = TcpRepr {
+        let seq = SeqNum(be32(fixed, field::SEQ_NUM.start));
+        let ack = if flags.ack() {
+            SeqNum(be32(fixed, field::ACK_NUM.start))
+        } else {
+            SeqNum(0)
+        };
+        let window = be16(fixed, field::WINDOW.start);
+        let urgent = be16(fixed, field::URGENT.start);
+        let repr = |mss, window_scale, sack_permitted, timestamps| TcpRepr {
             src_port,
             dst_port,
-            seq: packet.seq_number(),
-            ack: if flags.ack() { packet.ack_number() } else { SeqNum(0) },
+            seq,
+            ack,
             flags,
-            window: packet.window_len(),
-            urgent: packet.urgent_at(),
-            mss: None,
-            window_scale: None,
-            sack_permitted: false,
-            timestamps: None,
+            window,
+            urgent,
+            mss,
+            window_scale,
+            sack_permitted,
+            timestamps,
             sack_blocks: SackBlocks::new(),
             payload,
         };
 
-        // Header prediction: an established connection's segments carry exactly NOP NOP TS.
-        if let &[1, 1, kind::TIMESTAMPS, 10, a, b, c, d, e, f, g, h] = options {
-            repr.timestamps = Some(TcpTimestamps {
-                tsval: u32::from_be_bytes([a, b, c, d]),
-                tsecr: u32::from_be_bytes([e, f, g, h]),
-            });
-            return Ok(repr);
+        // The known layouts are recognised by whole 32-bit words (one compare each, not one per byte).
+        match *options {
+            // Header prediction: an established connection's segments carry exactly NOP NOP TS.
+            [h0, h1, h2, h3, a, b, c, d, e, f, g, h] if u32::from_be_bytes([h0, h1, h2, h3]) == NOP_NOP_TS => {
+                let timestamps = TcpTimestamps {
+                    tsval: u32::from_be_bytes([a, b, c, d]),
+                    tsecr: u32::from_be_bytes([e, f, g, h]),
+                };
+                return Ok(repr(None, None, false, Some(timestamps)));
+            }
+            // A SYN or SYN-ACK from Linux or synack: MSS, SACK-permitted, TS, NOP, WS.
+            #[rustfmt::skip]
+            [
+                h0, h1, m0, m1,
+                s0, s1, s2, s3,
+                a, b, c, d,
+                e, f, g, h,
+                w0, w1, w2, shift,
+            ] if u16::from_be_bytes([h0, h1]) == MSS_HEAD
+                && u32::from_be_bytes([s0, s1, s2, s3]) == SACK_PERMITTED_TS
+                && u32::from_be_bytes([w0, w1, w2, 0]) == NOP_WS_HEAD =>
+            {
+                let timestamps = TcpTimestamps {
+                    tsval: u32::from_be_bytes([a, b, c, d]),
+                    tsecr: u32::from_be_bytes([e, f, g, h]),
+                };
+                let mss = u16::from_be_bytes([m0, m1]);
+                return Ok(repr(Some(mss), Some(shift), true, Some(timestamps)));
+            }
+            [] => return Ok(repr(None, None, false, None)),
+            _ => {}
         }
+        let mut repr = repr(None, None, false, None);
         for option in TcpOptionIter::new(options) {
             match option? {
                 TcpOption::EndOfList | TcpOption::NoOperation | TcpOption::Unknown { .. } => {}
