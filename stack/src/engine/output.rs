@@ -10,7 +10,7 @@ use crate::io::TxSink;
 use crate::time::Instant;
 use crate::wire::SeqNum;
 use crate::wire::tcp::{SackBlocks, TcpFlags, TcpTimestamps};
-use crate::wire::tcp_writer::{self, Route, SegmentHeader, TcpOptions};
+use crate::wire::tcp_writer::{self, Route, SegmentHeader, SegmentOptions, TcpOptions};
 
 /// The window field to advertise: the free receive buffer, scaled down (RFC 7323 §2.3). Never scaled in a
 /// SYN or SYN-ACK (§2.2).
@@ -187,28 +187,22 @@ impl Engine {
         let tcb = &self.conns[index as usize];
         let syn = plan.flags.contains(TcpFlags::SYN);
         let has_ack = plan.flags.contains(TcpFlags::ACK);
-        let mut header = SegmentHeader {
-            src_port: tcb.key.local_port,
-            dst_port: tcb.key.remote_port,
-            seq: plan.seq,
-            ack: tcb.rcv_nxt,
-            flags: plan.flags,
-            window: window_field(tcb),
-            options: TcpOptions {
-                timestamps: tcb.ts.map(|ts| TcpTimestamps {
-                    tsval: ts_now(now, ts.offset),
-                    tsecr: if has_ack { ts.recent } else { 0 },
-                }),
-                ..TcpOptions::default()
-            },
-        };
+        let timestamps = tcb.ts.map(|ts| TcpTimestamps {
+            tsval: ts_now(now, ts.offset),
+            tsecr: if has_ack { ts.recent } else { 0 },
+        });
         // Filled only when there is something to SACK: most segments carry none.
         let mut blocks;
-        if syn {
-            header.options.mss = Some(config_mss);
-            // In a SYN everything configured; in a SYN-ACK only what the peer offered (negotiation cleared the rest).
-            header.options.window_scale = tcb.wscale_ok.then_some(tcb.rcv_shift);
-            header.options.sack_permitted = tcb.sack_ok;
+        let options = if syn {
+            SegmentOptions::Any(TcpOptions {
+                mss: Some(config_mss),
+                // In a SYN everything configured; in a SYN-ACK only what the peer offered (negotiation cleared
+                // the rest).
+                window_scale: tcb.wscale_ok.then_some(tcb.rcv_shift),
+                sack_permitted: tcb.sack_ok,
+                timestamps,
+                sack_blocks: &[],
+            })
         } else if tcb.sack_ok && !tcb.ooo.is_empty() {
             blocks = SackBlocks::new();
             for (left, right) in tcb.ooo.sack_blocks(tcb.rcv_nxt) {
@@ -216,8 +210,23 @@ impl Engine {
                     break;
                 }
             }
-            header.options.sack_blocks = blocks.as_slice();
-        }
+            SegmentOptions::Any(TcpOptions {
+                timestamps,
+                sack_blocks: blocks.as_slice(),
+                ..TcpOptions::default()
+            })
+        } else {
+            SegmentOptions::Timestamps(timestamps)
+        };
+        let header = SegmentHeader {
+            src_port: tcb.key.local_port,
+            dst_port: tcb.key.remote_port,
+            seq: plan.seq,
+            ack: tcb.rcv_nxt,
+            flags: plan.flags,
+            window: window_field(tcb),
+            options,
+        };
         let (first, second) = if plan.data_len == 0 {
             (&[][..], &[][..])
         } else {
@@ -318,13 +327,10 @@ impl Engine {
             ack: record.rcv_nxt,
             flags: TcpFlags::ACK,
             window: record.window,
-            options: TcpOptions {
-                timestamps: record.ts_recent.map(|recent| TcpTimestamps {
-                    tsval: ts_now(now, record.ts_offset),
-                    tsecr: recent,
-                }),
-                ..TcpOptions::default()
-            },
+            options: SegmentOptions::Timestamps(record.ts_recent.map(|recent| TcpTimestamps {
+                tsval: ts_now(now, record.ts_offset),
+                tsecr: recent,
+            })),
         };
         self.send_bare(
             tx,

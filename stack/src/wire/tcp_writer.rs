@@ -81,7 +81,7 @@ pub struct SegmentHeader<'a> {
     /// The window field as on the wire (already scaled down).
     pub window: u16,
     /// The options.
-    pub options: TcpOptions<'a>,
+    pub options: SegmentOptions<'a>,
 }
 
 impl SegmentHeader<'_> {
@@ -93,7 +93,91 @@ impl SegmentHeader<'_> {
     }
 }
 
-/// The options of a segment to write, as plain values.
+/// The options of a segment, split by how often each shape is sent.
+///
+/// After the handshake a connection's segments carry timestamps or nothing, unless it has SACK blocks to report:
+/// that shape is a variant of its own, so the hot path sizes, writes and sums its options without looking at
+/// the others.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SegmentOptions<'a> {
+    /// NOP NOP TS, or no options at all.
+    Timestamps(Option<TcpTimestamps>),
+    /// Any combination (SYNs, SACK blocks).
+    Any(TcpOptions<'a>),
+}
+
+impl Default for SegmentOptions<'_> {
+    fn default() -> Self {
+        SegmentOptions::Timestamps(None)
+    }
+}
+
+impl<'a> SegmentOptions<'a> {
+    /// The same options as a [`TcpOptions`].
+    #[inline]
+    pub fn to_options(self) -> TcpOptions<'a> {
+        match self {
+            SegmentOptions::Timestamps(timestamps) => TcpOptions {
+                timestamps,
+                ..TcpOptions::default()
+            },
+            SegmentOptions::Any(options) => options,
+        }
+    }
+
+    /// Option bytes written: a multiple of 4, at most 40.
+    #[inline(always)]
+    pub fn len(&self) -> usize {
+        match self {
+            SegmentOptions::Timestamps(timestamps) => {
+                if timestamps.is_some() {
+                    TIMESTAMPS_LEN
+                } else {
+                    0
+                }
+            }
+            SegmentOptions::Any(options) => options.len(),
+        }
+    }
+
+    /// Whether no option is written.
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Writes the options into `out`, which is exactly [`SegmentOptions::len`] bytes.
+    ///
+    /// Returns their checksum contribution as a plain sum of 32-bit values when it is known without reading
+    /// them back (timestamps or nothing), `None` when the caller must sum the bytes.
+    #[inline(always)]
+    fn write(&self, out: &mut [u8]) -> Option<u64> {
+        match *self {
+            SegmentOptions::Timestamps(None) => Some(0),
+            SegmentOptions::Timestamps(Some(ts)) => {
+                // A fixed-size view: no cursor, no bounds checks.
+                if let Ok(out) = <&mut [u8; TIMESTAMPS_LEN]>::try_from(out) {
+                    write_timestamps(out, [NOP, NOP], ts);
+                }
+                let kind_len = u32::from_be_bytes([NOP, NOP, KIND_TIMESTAMPS, 10]);
+                Some(u64::from(kind_len) + u64::from(ts.tsval) + u64::from(ts.tsecr))
+            }
+            SegmentOptions::Any(options) => {
+                write_options_slow(
+                    out,
+                    options.mss,
+                    options.window_scale,
+                    options.sack_permitted,
+                    options.timestamps,
+                    options.sack_blocks,
+                );
+                None
+            }
+        }
+    }
+}
+
+/// The options of a segment to write, as plain values, in any combination.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct TcpOptions<'a> {
     /// Maximum segment size option.
@@ -109,16 +193,6 @@ pub struct TcpOptions<'a> {
 }
 
 impl TcpOptions<'_> {
-    /// The timestamps, when they are the only option: an established connection's segments without SACK blocks.
-    #[inline(always)]
-    fn timestamps_only(&self) -> Option<TcpTimestamps> {
-        if self.mss.is_none() && self.window_scale.is_none() && !self.sack_permitted && self.sack_blocks.is_empty() {
-            self.timestamps
-        } else {
-            None
-        }
-    }
-
     /// Option bytes of everything but the SACK blocks.
     #[inline]
     fn fixed_len(&self) -> usize {
@@ -165,33 +239,28 @@ impl TcpOptions<'_> {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
-
-    /// Writes the options in Linux's layout into `out`, which is exactly [`TcpOptions::len`] bytes.
-    ///
-    /// Returns their checksum contribution as a plain sum of 32-bit values when it is known without reading
-    /// them back (the established-connection case, NOP NOP TS), `None` when the caller must sum the bytes.
-    #[inline(always)]
-    fn write(&self, out: &mut [u8]) -> Option<u64> {
-        if out.is_empty() {
-            return Some(0);
-        }
-        // The established-connection case (NOP NOP TS, the mirror of header prediction on receive) through a
-        // fixed-size view: no cursor, no bounds checks.
-        if let (Some(ts), Ok(out)) = (self.timestamps_only(), <&mut [u8; TIMESTAMPS_LEN]>::try_from(&mut *out)) {
-            write_timestamps(out, [NOP, NOP], ts);
-            let kind_len = u32::from_be_bytes([NOP, NOP, KIND_TIMESTAMPS, 10]);
-            return Some(u64::from(kind_len) + u64::from(ts.tsval) + u64::from(ts.tsecr));
-        }
-        write_options_slow(*self, out);
-        None
-    }
 }
 
-/// [`TcpOptions::write`] for every other combination (SYNs, SACK blocks): a cursor over 4-byte words.
+/// [`SegmentOptions::write`] for every combination but the hot one (SYNs, SACK blocks): a cursor over 4-byte words.
 ///
-/// Out of line and by value, so the hot path neither carries its code nor keeps the options in memory for it.
+/// Out of line, and taking the options as scalars so that the hot path neither carries its code nor keeps a
+/// `TcpOptions` in memory for it.
 #[inline(never)]
-fn write_options_slow(options: TcpOptions<'_>, out: &mut [u8]) {
+fn write_options_slow(
+    out: &mut [u8],
+    mss: Option<u16>,
+    window_scale: Option<u8>,
+    sack_permitted: bool,
+    timestamps: Option<TcpTimestamps>,
+    sack_blocks: &[(SeqNum, SeqNum)],
+) {
+    let options = TcpOptions {
+        mss,
+        window_scale,
+        sack_permitted,
+        timestamps,
+        sack_blocks,
+    };
     /// Writes one 4-byte word at `at` and advances it.
     #[inline(always)]
     fn put(out: &mut [u8], at: &mut usize, word: [u8; 4]) {
@@ -385,8 +454,9 @@ mod tests {
 
     /// The frame as the per-layer emits write it: the reference the writer must match byte for byte.
     fn reference(route: &Route, ident: u16, header: &SegmentHeader<'_>, payload: &[u8]) -> Vec<u8> {
+        let options = header.options.to_options();
         let mut blocks = SackBlocks::new();
-        for &(left, right) in header.options.sack_blocks {
+        for &(left, right) in options.sack_blocks {
             assert!(blocks.push(left, right));
         }
         let repr = TcpRepr {
@@ -397,10 +467,10 @@ mod tests {
             flags: header.flags,
             window: header.window,
             urgent: 0,
-            mss: header.options.mss,
-            window_scale: header.options.window_scale,
-            sack_permitted: header.options.sack_permitted,
-            timestamps: header.options.timestamps,
+            mss: options.mss,
+            window_scale: options.window_scale,
+            sack_permitted: options.sack_permitted,
+            timestamps: options.timestamps,
             sack_blocks: blocks,
             payload,
         };
@@ -468,7 +538,7 @@ mod tests {
             ack: SeqNum(0x8d2e_7a13),
             flags,
             window: 64240,
-            options: TcpOptions::default(),
+            options: SegmentOptions::default(),
         }
     }
 
@@ -489,7 +559,7 @@ mod tests {
         for bits in 0..16u8 {
             for flags in [TcpFlags::SYN, TcpFlags::SYN | TcpFlags::ACK] {
                 let mut header = base(flags);
-                header.options = TcpOptions {
+                header.options = SegmentOptions::Any(TcpOptions {
                     mss: (bits & 1 != 0).then_some(1460),
                     window_scale: (bits & 2 != 0).then_some(7),
                     sack_permitted: bits & 4 != 0,
@@ -498,7 +568,7 @@ mod tests {
                         tsecr: 0,
                     }),
                     sack_blocks: &[],
-                };
+                });
                 check(&header, &[]);
             }
         }
@@ -515,7 +585,13 @@ mod tests {
                 TcpFlags::FIN,
             ] {
                 let mut header = base(flags);
-                header.options.timestamps = Some(TS);
+                header.options = SegmentOptions::Timestamps(Some(TS));
+                check(&header, &payload[..len]);
+                // The general path writes the same bytes.
+                header.options = SegmentOptions::Any(TcpOptions {
+                    timestamps: Some(TS),
+                    ..TcpOptions::default()
+                });
                 check(&header, &payload[..len]);
             }
         }
@@ -525,7 +601,10 @@ mod tests {
     fn write_frame_without_timestamps_matches_emit() {
         let payload = [0xc3u8; 65];
         for len in [0, 1, 64, 65] {
-            check(&base(TcpFlags::ACK | TcpFlags::PSH), &payload[..len]);
+            let mut header = base(TcpFlags::ACK | TcpFlags::PSH);
+            check(&header, &payload[..len]);
+            header.options = SegmentOptions::Any(TcpOptions::default());
+            check(&header, &payload[..len]);
         }
     }
 
@@ -535,8 +614,11 @@ mod tests {
         for n in 1..=4 {
             for timestamps in [None, Some(TS)] {
                 let mut header = base(TcpFlags::ACK);
-                header.options.timestamps = timestamps;
-                header.options.sack_blocks = &BLOCKS[..n];
+                header.options = SegmentOptions::Any(TcpOptions {
+                    timestamps,
+                    sack_blocks: &BLOCKS[..n],
+                    ..TcpOptions::default()
+                });
                 // Beside timestamps only three blocks fit (RFC 2018 §3); the fourth is left out like `emit` does.
                 check(&header, &[]);
                 check(&header, payload);
@@ -552,10 +634,10 @@ mod tests {
         check(&base(TcpFlags::RST | TcpFlags::ACK), &[]);
         let mut ack = base(TcpFlags::ACK);
         ack.window = 0;
-        ack.options.timestamps = Some(TcpTimestamps {
+        ack.options = SegmentOptions::Timestamps(Some(TcpTimestamps {
             tsval: u32::MAX,
             tsecr: u32::MAX,
-        });
+        }));
         check(&ack, &[]);
     }
 
@@ -570,14 +652,14 @@ mod tests {
             ack: SeqNum(0x8d2e_7dfc),
             flags: TcpFlags::ACK | TcpFlags::PSH,
             window: 0x01f6,
-            options: TcpOptions {
+            options: SegmentOptions::Any(TcpOptions {
                 timestamps: Some(TcpTimestamps {
                     tsval: 0x1b2c_3f10,
                     tsecr: 0x7e1f_0b01,
                 }),
                 sack_blocks: &BLOCKS[..2],
                 ..TcpOptions::default()
-            },
+            }),
         };
         let frame = written(&ROUTE, 7, &header, b"GET / HTTP/1.1\r\n\r\n", 5);
         assert_eq!(&frame[L2_L3_LEN + 16..L2_L3_LEN + 18], &[0xc5, 0xde]);
@@ -648,16 +730,22 @@ mod tests {
                 ack: SeqNum(ack),
                 flags: TcpFlags(flags),
                 window,
-                options: TcpOptions {
+                options: SegmentOptions::Any(TcpOptions {
                     mss,
                     window_scale,
                     sack_permitted,
                     timestamps: timestamps.map(|(tsval, tsecr)| TcpTimestamps { tsval, tsecr }),
                     sack_blocks: &blocks,
-                },
+                }),
             };
             let frame = written(&route, ident, &header, &payload, split % (payload.len() + 1));
             prop_assert_eq!(&frame, &reference(&route, ident, &header, &payload));
+            // The hot-path shape, where it applies, writes the same bytes.
+            let plain = SegmentHeader { options: SegmentOptions::Timestamps(header.options.to_options().timestamps), ..header };
+            prop_assert_eq!(
+                written(&route, ident, &plain, &payload, split % (payload.len() + 1)),
+                reference(&route, ident, &plain, &payload)
+            );
             let segment = tcp::Packet::new_checked(&frame[L2_L3_LEN..]).unwrap();
             prop_assert!(segment.verify_checksum(route.src_addr, route.dst_addr));
         }
