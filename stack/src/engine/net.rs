@@ -14,6 +14,7 @@ use crate::wire::ethernet::{EtherType, EthernetRepr, Frame, MacAddr};
 use crate::wire::icmpv4::{self, Icmpv4Repr};
 use crate::wire::ipv4::{self, Ipv4Repr};
 use crate::wire::tcp::{self, TcpRepr};
+use crate::wire::tcp_writer::{self, Route};
 use crate::wire::{ChecksumPolicy, Error as WireError, IpProtocol};
 
 /// Ethernet + IPv4 header bytes in front of every TCP segment or ICMP message synack sends.
@@ -95,24 +96,16 @@ pub(crate) fn emit_l2_l3(
     payload_len: usize,
     ident: u16,
 ) {
-    let eth = EthernetRepr {
-        src_addr: src_mac,
-        dst_addr: dst_mac,
-        ethertype: EtherType::Ipv4,
-    };
-    let ip = Ipv4Repr {
+    let route = Route {
+        src_mac,
+        dst_mac,
         src_addr: src,
         dst_addr: dst,
-        next_header: protocol,
-        payload_len,
-        ttl: 64,
-        dont_frag: true,
-        ident,
-        tos: 0,
     };
-    // The sink sized the buffer from these very lengths, so neither emit can fail.
-    let _ = eth.emit(&mut Frame::new_unchecked(&mut buf[..EthernetRepr::HEADER_LEN]));
-    let _ = ip.emit(&mut ipv4::Packet::new_unchecked(&mut buf[EthernetRepr::HEADER_LEN..]));
+    // The sink sized the buffer from these very lengths, so the header always fits.
+    if let Some(head) = buf.first_chunk_mut::<L2_L3_LEN>() {
+        tcp_writer::write_l2_l3(head, &route, protocol, payload_len, ident);
+    }
 }
 
 impl Engine {

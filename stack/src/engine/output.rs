@@ -3,14 +3,14 @@
 
 use super::event::CloseReason;
 use super::input::ts_now;
-use super::net::{L2_L3_LEN, emit_l2_l3};
 use super::tcb::{Deadline, Flags, State, Tcb};
 use super::time_wait::TimeWait;
 use super::{Engine, PendingRst};
 use crate::io::TxSink;
 use crate::time::Instant;
-use crate::wire::tcp::{self, SackBlocks, TcpFlags, TcpRepr, TcpTimestamps};
-use crate::wire::{IpProtocol, SeqNum};
+use crate::wire::SeqNum;
+use crate::wire::tcp::{SackBlocks, TcpFlags, TcpTimestamps};
+use crate::wire::tcp_writer::{self, Route, SegmentHeader, SegmentOptions, TcpOptions};
 
 /// The window field to advertise: the free receive buffer, scaled down (RFC 7323 §2.3). Never scaled in a
 /// SYN or SYN-ACK (§2.2).
@@ -184,62 +184,71 @@ impl Engine {
     }
 
     /// Writes the planned segment into a transmit frame. Returns false when the sink had no room.
+    ///
+    /// The frame goes straight from plain values through [`tcp_writer::write_frame`] (headers at fixed offsets,
+    /// one checksum pass over header and payload) rather than through a `TcpRepr` and the per-layer emits.
     fn emit_plan<S: TxSink>(&mut self, now: Instant, index: u32, plan: &Plan, tx: &mut S) -> bool {
         let ident = self.next_ident();
-        let mac = self.config.mac;
+        let src_mac = self.config.mac;
         let config_mss = self.config.mss;
         let tcb = &self.conns[index as usize];
         let syn = plan.flags.contains(TcpFlags::SYN);
-        let mut repr = TcpRepr {
-            src_port: tcb.key.local_port,
-            dst_port: tcb.key.remote_port,
-            seq: plan.seq,
-            ack: if plan.flags.contains(TcpFlags::ACK) {
-                tcb.rcv_nxt
-            } else {
-                SeqNum(0)
-            },
-            flags: plan.flags,
-            window: window_field(tcb),
-            ..TcpRepr::default()
-        };
-        if let Some(ts) = tcb.ts {
-            let tsecr = if plan.flags.contains(TcpFlags::ACK) {
-                ts.recent
-            } else {
-                0
-            };
-            repr.timestamps = Some(TcpTimestamps {
-                tsval: ts_now(now, ts.offset),
-                tsecr,
-            });
-        }
-        if syn {
-            repr.mss = Some(config_mss);
-            // In a SYN everything configured; in a SYN-ACK only what the peer offered (negotiation cleared the rest).
-            repr.window_scale = tcb.wscale_ok.then_some(tcb.rcv_shift);
-            repr.sack_permitted = tcb.sack_ok;
+        let has_ack = plan.flags.contains(TcpFlags::ACK);
+        let timestamps = tcb.ts.map(|ts| TcpTimestamps {
+            tsval: ts_now(now, ts.offset),
+            tsecr: if has_ack { ts.recent } else { 0 },
+        });
+        // Filled only when there is something to SACK: most segments carry none.
+        let mut blocks;
+        let options = if syn {
+            SegmentOptions::Any(TcpOptions {
+                mss: Some(config_mss),
+                // In a SYN everything configured; in a SYN-ACK only what the peer offered (negotiation cleared
+                // the rest).
+                window_scale: tcb.wscale_ok.then_some(tcb.rcv_shift),
+                sack_permitted: tcb.sack_ok,
+                timestamps,
+                sack_blocks: &[],
+            })
         } else if tcb.sack_ok && !tcb.ooo.is_empty() {
-            let mut blocks = SackBlocks::new();
+            blocks = SackBlocks::new();
             for (left, right) in tcb.ooo.sack_blocks(tcb.rcv_nxt) {
                 if !blocks.push(left, right) {
                     break;
                 }
             }
-            repr.sack_blocks = blocks;
-        }
-        let (first, second) = tcb.tx.peek(plan.data_offset, plan.data_len);
-        let header_len = repr.header_len();
-        let tcp_len = header_len + first.len() + second.len();
-        let (src, dst, remote_mac) = (tcb.key.local_addr, tcb.key.remote_addr, tcb.remote_mac);
-        let sent = tx.transmit(L2_L3_LEN + tcp_len, |buf| {
-            emit_l2_l3(buf, mac, remote_mac, src, dst, IpProtocol::Tcp, tcp_len, ident);
-            let segment = &mut buf[L2_L3_LEN..];
-            let mut packet = tcp::Packet::new_unchecked(&mut *segment);
-            repr.emit_header_sized(&mut packet, header_len);
-            segment[header_len..header_len + first.len()].copy_from_slice(first);
-            segment[header_len + first.len()..].copy_from_slice(second);
-            tcp::Packet::new_unchecked(segment).fill_checksum(src, dst);
+            SegmentOptions::Any(TcpOptions {
+                timestamps,
+                sack_blocks: blocks.as_slice(),
+                ..TcpOptions::default()
+            })
+        } else {
+            SegmentOptions::Timestamps(timestamps)
+        };
+        let header = SegmentHeader {
+            src_port: tcb.key.local_port,
+            dst_port: tcb.key.remote_port,
+            seq: plan.seq,
+            ack: tcb.rcv_nxt,
+            flags: plan.flags,
+            window: window_field(tcb),
+            options,
+        };
+        let (first, second) = if plan.data_len == 0 {
+            (&[][..], &[][..])
+        } else {
+            tcb.tx.peek(plan.data_offset, plan.data_len)
+        };
+        let header_len = header.header_len();
+        let route = Route {
+            src_mac,
+            dst_mac: tcb.remote_mac,
+            src_addr: tcb.key.local_addr,
+            dst_addr: tcb.key.remote_addr,
+        };
+        let frame_len = tcp_writer::frame_len(header_len, first.len() + second.len());
+        let sent = tx.transmit(frame_len, |buf| {
+            tcp_writer::write_frame(buf, &route, ident, &header, header_len, [first, second]);
         });
         self.count_tx(sent);
         if sent {
@@ -318,25 +327,24 @@ impl Engine {
 
     /// The ACK a TIME-WAIT record sends for a retransmitted FIN.
     pub(crate) fn send_time_wait_ack<S: TxSink>(&mut self, now: Instant, record: &TimeWait, tx: &mut S) {
-        let repr = TcpRepr {
+        let header = SegmentHeader {
             src_port: record.key.local_port,
             dst_port: record.key.remote_port,
             seq: record.snd_nxt,
             ack: record.rcv_nxt,
             flags: TcpFlags::ACK,
             window: record.window,
-            timestamps: record.ts_recent.map(|recent| TcpTimestamps {
+            options: SegmentOptions::Timestamps(record.ts_recent.map(|recent| TcpTimestamps {
                 tsval: ts_now(now, record.ts_offset),
                 tsecr: recent,
-            }),
-            ..TcpRepr::default()
+            })),
         };
         self.send_bare(
             tx,
             record.key.local_addr,
             record.key.remote_addr,
             record.remote_mac,
-            &repr,
+            &header,
         );
     }
 
@@ -346,32 +354,37 @@ impl Engine {
         if rst.ack.is_some() {
             flags |= TcpFlags::ACK;
         }
-        let repr = TcpRepr {
+        let header = SegmentHeader {
             src_port: rst.key.local_port,
             dst_port: rst.key.remote_port,
             seq: rst.seq,
             ack: rst.ack.unwrap_or(SeqNum(0)),
             flags,
-            ..TcpRepr::default()
+            ..SegmentHeader::default()
         };
         self.counters.rst_sent += 1;
-        self.send_bare(tx, rst.key.local_addr, rst.key.remote_addr, rst.remote_mac, &repr);
+        self.send_bare(tx, rst.key.local_addr, rst.key.remote_addr, rst.remote_mac, &header);
     }
 
+    /// Sends a segment without payload that belongs to no control block.
     fn send_bare<S: TxSink>(
         &mut self,
         tx: &mut S,
-        src: core::net::Ipv4Addr,
-        dst: core::net::Ipv4Addr,
-        remote_mac: crate::wire::ethernet::MacAddr,
-        repr: &TcpRepr,
+        src_addr: core::net::Ipv4Addr,
+        dst_addr: core::net::Ipv4Addr,
+        dst_mac: crate::wire::ethernet::MacAddr,
+        header: &SegmentHeader<'_>,
     ) {
         let ident = self.next_ident();
-        let mac = self.config.mac;
-        let tcp_len = repr.buffer_len();
-        let sent = tx.transmit(L2_L3_LEN + tcp_len, |buf| {
-            emit_l2_l3(buf, mac, remote_mac, src, dst, IpProtocol::Tcp, tcp_len, ident);
-            repr.emit(&mut tcp::Packet::new_unchecked(&mut buf[L2_L3_LEN..]), src, dst);
+        let route = Route {
+            src_mac: self.config.mac,
+            dst_mac,
+            src_addr,
+            dst_addr,
+        };
+        let header_len = header.header_len();
+        let sent = tx.transmit(tcp_writer::frame_len(header_len, 0), |buf| {
+            tcp_writer::write_frame(buf, &route, ident, header, header_len, [&[], &[]]);
         });
         self.count_tx(sent);
         if sent {

@@ -146,6 +146,15 @@ fn sum_native(initial: u64, bytes: &[u8]) -> u16 {
     u16::from_be(fold(acc))
 }
 
+/// Folds a plain sum of 16-bit word values (host integers, each at most `0xffff`) into their ones-complement sum.
+///
+/// For a header summed from the values it holds rather than from its bytes (the IPv4 header of a frame being
+/// written): up to 2^48 words fit in the accumulator, so callers just add them up.
+#[inline]
+pub fn fold_words(acc: u64) -> u16 {
+    fold(acc)
+}
+
 /// Ones-complement addition of partial sums (each over a part that starts at an even offset).
 #[inline]
 pub fn combine(sums: &[u16]) -> u16 {

@@ -12,6 +12,7 @@ pub mod icmpv4;
 pub mod ipv4;
 mod seq;
 pub mod tcp;
+pub mod tcp_writer;
 
 pub use seq::SeqNum;
 
