@@ -85,7 +85,11 @@ fn engine(mac: u8, ip: Ipv4Addr, peer: Ipv4Addr, peer_mac: u8, now: Instant) -> 
         max_time_wait: 65536,
         buffer_size: 4096,
         buffer_count: 1024,
-        msl: Duration::from_millis(200),
+        // TIME-WAIT runs on the wall clock here: 2 x 10 ms lets records expire while the run goes on, so the
+        // whole ephemeral range is never held at once however fast the machine turns the loops (with 2 x 200 ms
+        // and the default range, a fast run ran out of ports: `NoFreePort`).
+        msl: Duration::from_millis(10),
+        ephemeral_ports: (1024, 65535),
         ..EngineConfig::default()
     };
     let mut engine = Engine::new(config, now).unwrap();
