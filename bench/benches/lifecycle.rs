@@ -29,6 +29,7 @@ fn synack_pair() -> Pair {
         max_time_wait: 65536,
         msl: Duration::from_millis(100),
         wire_frames: 1024,
+        time_wait_reuse_delay: Duration::from_secs(1),
     })
 }
 

@@ -70,6 +70,9 @@ pub struct PairConfig {
     pub msl: Duration,
     /// Frames one direction of the wire holds per round.
     pub wire_frames: usize,
+    /// How long the client waits before reusing one of its own TIME-WAIT 4-tuples (RFC 6191; the engine's
+    /// default is 1 s, like Linux's `tcp_tw_reuse`).
+    pub time_wait_reuse_delay: Duration,
 }
 
 fn engine_config(mac: MacAddr, ip: Ipv4Addr, pair: &PairConfig) -> EngineConfig {
@@ -78,6 +81,7 @@ fn engine_config(mac: MacAddr, ip: Ipv4Addr, pair: &PairConfig) -> EngineConfig 
         addresses: vec![ip],
         max_connections: pair.max_connections,
         max_time_wait: pair.max_time_wait,
+        time_wait_reuse_delay: pair.time_wait_reuse_delay,
         max_listeners: 64,
         buffer_size: 4096,
         // Only connections with data in flight hold buffers; idle ones hold none.

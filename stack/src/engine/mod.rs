@@ -557,17 +557,20 @@ impl Engine {
     /// Makes sure the wheel wakes the connection no later than its earliest deadline.
     ///
     /// Lazily, like Linux's retransmission timer: most segments move a deadline later (the RTO restarts on every
-    /// ACK) or clear it, and moving a wheel entry costs an unlink and an insert each time. So a timer already armed
-    /// no later than the new deadline stays where it is, and a connection left without deadlines keeps its timer;
-    /// when such a timer fires early, [`Engine::on_conn_timer`] finds nothing due and the connection is rearmed
-    /// on the next `poll_transmit`. Freeing a connection cancels its timer.
+    /// ACK), and moving a wheel entry costs an unlink and an insert each time. So a timer already armed no later
+    /// than the new deadline stays where it is; when it fires early, [`Engine::on_conn_timer`] finds nothing due
+    /// and the connection is rearmed on the next `poll_transmit`. A connection left without any deadline has its
+    /// timer cancelled, so idle connections cost the wheel nothing (a million of them would otherwise each wake
+    /// once for nothing).
     fn rearm(&mut self, index: u32) {
-        let Some(at) = self.conns[index as usize].next_deadline() else {
-            return;
-        };
         let id = TimerId(index);
-        if self.wheel.deadline(id).is_none_or(|armed| armed > at) {
-            self.wheel.schedule(id, at);
+        match self.conns[index as usize].next_deadline() {
+            Some(at) => {
+                if self.wheel.deadline(id).is_none_or(|armed| armed > at) {
+                    self.wheel.schedule(id, at);
+                }
+            }
+            None => self.wheel.cancel(id),
         }
     }
 
