@@ -1,9 +1,10 @@
 //! The flow table: 4-tuple to connection slot or TIME-WAIT record.
 //!
 //! The keys are chosen by whoever sends packets, so the table hashes with a secret key
-//! ([`FlowHasher::hash_words`], a keyed folded-multiply hash; see there why not SipHash). Its capacity is fixed at start: hashbrown is built for twice the most entries it may hold,
-//! so the in-place rehash that clears tombstones always suffices and no insert ever reallocates; an insert
-//! beyond the limit is refused and counted by the caller.
+//! ([`FlowHasher::hash_words`], a keyed folded-multiply hash; see there why not SipHash). Its capacity is fixed
+//! at start: hashbrown is built for twice the most entries it may hold, so the in-place rehash that clears
+//! tombstones always suffices and no insert ever reallocates; an insert beyond the limit is refused and counted
+//! by the caller.
 //!
 //! Public so that benchmarks can time lookups on their own; the engine is its only user otherwise.
 
