@@ -435,7 +435,10 @@ impl Engine {
         let syn_covered = tcb.snd_una == tcb.iss;
         let fin_covered = tcb.snd_fin.is_some_and(|fin| seg.ack.diff(fin) > 0);
         let data_acked = acked.saturating_sub(u32::from(syn_covered) + u32::from(fin_covered)) as usize;
-        tcb.tx.discard(&mut self.pool, data_acked.min(tcb.tx.len()));
+        // An ACK of only our SYN or FIN frees nothing (an empty send ring holds no chunk to give back).
+        if data_acked > 0 {
+            tcb.tx.discard(&mut self.pool, data_acked.min(tcb.tx.len()));
+        }
         tcb.snd_una = seg.ack;
         if tcb.snd_nxt.diff(tcb.snd_una) < 0 {
             tcb.snd_nxt = tcb.snd_una;
