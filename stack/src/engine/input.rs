@@ -678,7 +678,7 @@ impl Engine {
         let fin_again = seg.flags.fin() && (seg.seq + seg.payload.len() as u32 + 1) == record.rcv_nxt;
         if fin_again {
             self.counters.time_wait_reacks += 1;
-            self.wheel.schedule(self.time_wait_timer(tw), now + self.config.msl * 2);
+            self.wheel.schedule(self.time_wait_timer(tw), now + self.time_wait_span);
         }
         if fin_again || seg.segment_len() > 0 {
             self.send_time_wait_ack(now, &record, tx);

@@ -125,6 +125,8 @@ pub struct Engine {
     clock: Instant,
     /// `config.rto_min` and `rto_max` in the estimator's units.
     rto_bounds: RtoBounds,
+    /// 2*MSL, how long a TIME-WAIT record lasts (RFC 9293 §3.4.2), computed once rather than per connection.
+    time_wait_span: core::time::Duration,
 }
 
 /// What the engine sets aside per connection slot and per TIME-WAIT record, data buffers aside: the figures
@@ -221,6 +223,7 @@ impl Engine {
             ip_ident: 0,
             clock: now,
             rto_bounds: RtoBounds::new(config.rto_min, config.rto_max),
+            time_wait_span: config.msl.saturating_mul(2),
             arp_waiting: 0,
             rcv_shift: if config.window_scaling { rcv_shift } else { 0 },
             conns,
@@ -694,7 +697,7 @@ impl Engine {
             // The record takes the connection's place in the flow table: one probe, no remove and insert.
             Some(tw) if self.flows.replace(&key, FlowSlot::Conn(index), FlowSlot::TimeWait(tw)) => {
                 self.end_conn(index, CloseReason::Normal);
-                self.wheel.schedule(self.time_wait_timer(tw), now + self.config.msl * 2);
+                self.wheel.schedule(self.time_wait_timer(tw), now + self.time_wait_span);
             }
             Some(tw) => {
                 // No entry to take over (cannot happen for a live connection); keep the table consistent.
@@ -740,7 +743,7 @@ impl Engine {
         }
         match self.wheel.deadline(self.time_wait_timer(tw)) {
             Some(expiry) => {
-                let entered = expiry - self.config.msl * 2;
+                let entered = expiry - self.time_wait_span;
                 let delay = self
                     .config
                     .time_wait_reuse_delay
