@@ -2,8 +2,6 @@
 //! LISTEN (§3.10.7.2), SYN-SENT (§3.10.7.3), then for the other states (§3.10.7.4) the sequence check, RST, SYN,
 //! ACK, (URG is ignored), data and FIN. TIME-WAIT segments meet compact records (see `time_wait.rs`).
 
-use core::time::Duration;
-
 use super::event::{CloseReason, EventKind};
 use super::flow::{FlowKey, FlowSlot};
 use super::tcb::{Deadline, Flags, State, Tcb, Timestamps};
@@ -175,8 +173,8 @@ impl Engine {
             // Our SYN is acknowledged: ESTABLISHED, and ACK the peer's SYN.
             tcb.snd_wl2 = seg.ack;
             let srtt_sample = take_rtt_sample(tcb, now, seg);
-            if let Some(rtt) = srtt_sample {
-                tcb.rtt.sample(rtt, rto_bounds);
+            if let Some(rtt_us) = srtt_sample {
+                tcb.rtt.sample_micros(rtt_us, rto_bounds);
             }
             tcb.snd_una = seg.ack;
             if tcb.snd_nxt.diff(tcb.snd_una) < 0 {
@@ -230,21 +228,21 @@ impl Engine {
                 return self.process_ack(now, index, seg);
             }
         }
-        for step in [
-            Engine::check_sequence,
-            Engine::check_rst,
-            Engine::check_syn,
-            Engine::process_ack,
-        ] {
-            match step(self, now, index, seg) {
-                Step::Continue => {}
-                other => return other,
-            }
+        // The steps in the RFC's order, called directly (not through an array of fn pointers) so that each can
+        // be inlined; each returns `Continue` to go on to the next.
+        macro_rules! step {
+            ($call:expr) => {
+                match $call {
+                    Step::Continue => {}
+                    other => return other,
+                }
+            };
         }
-        match self.process_data(now, index, seg) {
-            Step::Continue => {}
-            other => return other,
-        }
+        step!(self.check_sequence(now, index, seg));
+        step!(self.check_rst(now, index, seg));
+        step!(self.check_syn(now, index, seg));
+        step!(self.process_ack(now, index, seg));
+        step!(self.process_data(now, index, seg));
         self.process_fin(now, index, seg)
     }
 
@@ -430,14 +428,17 @@ impl Engine {
     fn on_new_ack(&mut self, now: Instant, index: u32, seg: &TcpRepr, acked: u32) {
         let rto_bounds = self.rto_bounds;
         let tcb = &mut self.conns[index as usize];
-        if let Some(rtt) = take_rtt_sample(tcb, now, seg) {
-            tcb.rtt.sample(rtt, rto_bounds);
+        if let Some(rtt_us) = take_rtt_sample(tcb, now, seg) {
+            tcb.rtt.sample_micros(rtt_us, rto_bounds);
         }
         // Data bytes acknowledged: neither our SYN nor our FIN, if covered, is in the buffer.
         let syn_covered = tcb.snd_una == tcb.iss;
         let fin_covered = tcb.snd_fin.is_some_and(|fin| seg.ack.diff(fin) > 0);
         let data_acked = acked.saturating_sub(u32::from(syn_covered) + u32::from(fin_covered)) as usize;
-        tcb.tx.discard(&mut self.pool, data_acked.min(tcb.tx.len()));
+        // An ACK of only our SYN or FIN frees nothing (an empty send ring holds no chunk to give back).
+        if data_acked > 0 {
+            tcb.tx.discard(&mut self.pool, data_acked.min(tcb.tx.len()));
+        }
         tcb.snd_una = seg.ack;
         if tcb.snd_nxt.diff(tcb.snd_una) < 0 {
             tcb.snd_nxt = tcb.snd_una;
@@ -468,7 +469,7 @@ impl Engine {
         tcb.rto_at = if tcb.snd_una == tcb.snd_max {
             Deadline::NONE
         } else {
-            Deadline::at(now + tcb.rtt.rto(rto_bounds))
+            Deadline::after(now, tcb.rtt.rto_micros(rto_bounds))
         };
         if tcb.flags.contains(Flags::WANT_WRITABLE) && tcb.tx.free() > 0 && tcb.state.can_send() {
             tcb.flags.remove(Flags::WANT_WRITABLE);
@@ -677,7 +678,7 @@ impl Engine {
         let fin_again = seg.flags.fin() && (seg.seq + seg.payload.len() as u32 + 1) == record.rcv_nxt;
         if fin_again {
             self.counters.time_wait_reacks += 1;
-            self.wheel.schedule(self.time_wait_timer(tw), now + self.config.msl * 2);
+            self.wheel.schedule(self.time_wait_timer(tw), now + self.time_wait_span);
         }
         if fin_again || seg.segment_len() > 0 {
             self.send_time_wait_ack(now, &record, tx);
@@ -728,21 +729,22 @@ fn negotiate_options(tcb: &mut Tcb, seg: &TcpRepr, config: &super::EngineConfig)
 }
 
 /// An RTT sample for an ACK that advances SND.UNA: from the echoed timestamp (RFC 7323 §4.1), else from the
-/// timed segment, never from a retransmission (Karn, MUST-18).
-fn take_rtt_sample(tcb: &mut Tcb, now: Instant, seg: &TcpRepr) -> Option<Duration> {
+/// timed segment, never from a retransmission (Karn, MUST-18). In microseconds, saturated at `u32::MAX`, which
+/// is what the estimator works in.
+fn take_rtt_sample(tcb: &mut Tcb, now: Instant, seg: &TcpRepr) -> Option<u32> {
     if let (Some(ts), Some(seg_ts)) = (tcb.ts, seg.timestamps) {
         if seg_ts.tsecr != 0 {
             let elapsed = ts_now(now, ts.offset).wrapping_sub(seg_ts.tsecr);
             if (elapsed as i32) >= 0 {
                 tcb.rtt_probe = None;
-                return Some(Duration::from_millis(u64::from(elapsed)));
+                return Some(elapsed.saturating_mul(1000));
             }
         }
     }
     match tcb.rtt_probe {
         Some((seq, sent)) if seg.ack.diff(seq) >= 0 => {
             tcb.rtt_probe = None;
-            Some(now.saturating_since(sent))
+            Some(u32::try_from(now.as_micros().saturating_sub(sent.as_micros())).unwrap_or(u32::MAX))
         }
         _ => None,
     }

@@ -125,6 +125,8 @@ pub struct Engine {
     clock: Instant,
     /// `config.rto_min` and `rto_max` in the estimator's units.
     rto_bounds: RtoBounds,
+    /// 2*MSL, how long a TIME-WAIT record lasts (RFC 9293 §3.4.2), computed once rather than per connection.
+    time_wait_span: core::time::Duration,
 }
 
 /// What the engine sets aside per connection slot and per TIME-WAIT record, data buffers aside: the figures
@@ -221,6 +223,7 @@ impl Engine {
             ip_ident: 0,
             clock: now,
             rto_bounds: RtoBounds::new(config.rto_min, config.rto_max),
+            time_wait_span: config.msl.saturating_mul(2),
             arp_waiting: 0,
             rcv_shift: if config.window_scaling { rcv_shift } else { 0 },
             conns,
@@ -577,28 +580,33 @@ impl Engine {
     /// Returns a slot to the free list: buffers back to the pool, flow entry and timer removed, generation bumped
     /// so old handles go stale.
     fn free_conn(&mut self, index: u32) {
-        self.clear_await_arp(index);
-        let tcb = &mut self.conns[index as usize];
-        if tcb.state == State::Listen {
+        let state = self.conns[index as usize].state;
+        if state == State::Listen {
             return; // already free
         }
-        if let Some(l) = tcb.listener.take() {
-            if let Some(listener) = self.listeners.get_mut(l as usize) {
-                listener.half_open = listener.half_open.saturating_sub(1);
+        // CLOSED comes only from end_conn, which already removed the flow entry (only open_slot, on a free slot,
+        // inserts one), cleared AWAIT_ARP, the listener's backlog share and the deadlines, and cancelled the
+        // timer; nothing re-arms a CLOSED control block (no segment reaches it, `on_conn_timer` skips it, `rearm`
+        // finds no deadline). So that half of the work is skipped, including hashing the key again.
+        if state != State::Closed {
+            self.clear_await_arp(index);
+            let tcb = &mut self.conns[index as usize];
+            if let Some(l) = tcb.listener.take() {
+                if let Some(listener) = self.listeners.get_mut(l as usize) {
+                    listener.half_open = listener.half_open.saturating_sub(1);
+                }
             }
+            self.flows.remove_if(&tcb.key, FlowSlot::Conn(index));
+            tcb.clear_timers();
+            self.wheel.cancel(TimerId(index));
         }
+        let tcb = &mut self.conns[index as usize];
+        debug_assert!(tcb.next_deadline().is_none() && tcb.listener.is_none());
         tcb.tx.release(&mut self.pool);
         tcb.rx.release(&mut self.pool);
-        // CLOSED comes only from finish_conn, which removed the entry already (and only open_slot, on a free
-        // slot, inserts one): skip hashing the key again.
-        if tcb.state != State::Closed {
-            self.flows.remove_if(&tcb.key, FlowSlot::Conn(index));
-        }
         tcb.state = State::Listen; // "free" marker: no control block is ever in LISTEN
         tcb.generation = tcb.generation.wrapping_add(1);
         tcb.flags = Flags::default();
-        tcb.clear_timers();
-        self.wheel.cancel(TimerId(index));
         self.free_conns.push(index);
     }
 
@@ -689,7 +697,7 @@ impl Engine {
             // The record takes the connection's place in the flow table: one probe, no remove and insert.
             Some(tw) if self.flows.replace(&key, FlowSlot::Conn(index), FlowSlot::TimeWait(tw)) => {
                 self.end_conn(index, CloseReason::Normal);
-                self.wheel.schedule(self.time_wait_timer(tw), now + self.config.msl * 2);
+                self.wheel.schedule(self.time_wait_timer(tw), now + self.time_wait_span);
             }
             Some(tw) => {
                 // No entry to take over (cannot happen for a live connection); keep the table consistent.
@@ -735,7 +743,7 @@ impl Engine {
         }
         match self.wheel.deadline(self.time_wait_timer(tw)) {
             Some(expiry) => {
-                let entered = expiry - self.config.msl * 2;
+                let entered = expiry - self.time_wait_span;
                 let delay = self
                     .config
                     .time_wait_reuse_delay

@@ -57,8 +57,15 @@ impl RttEstimator {
 
     /// Takes one RTT measurement R (§2.2, §2.3). Callers follow Karn's rule (RFC 9293 MUST-18): no samples from
     /// retransmitted segments, unless timestamps disambiguate them.
+    #[cfg(test)]
     pub(crate) fn sample(&mut self, rtt: Duration, bounds: RtoBounds) {
-        let r = micros(rtt).max(1);
+        self.sample_micros(micros(rtt), bounds);
+    }
+
+    /// [`sample`](Self::sample) with R in whole microseconds (saturated at `u32::MAX`): the engine measures in
+    /// microseconds or milliseconds already, and a `Duration` round trip on every ACK costs a conversion each way.
+    pub(crate) fn sample_micros(&mut self, rtt_us: u32, bounds: RtoBounds) {
+        let r = rtt_us.max(1);
         if self.has_sample {
             // RTTVAR <- 3/4 RTTVAR + 1/4 |SRTT - R'|; SRTT <- 7/8 SRTT + 1/8 R'
             let delta = self.srtt.abs_diff(r);
@@ -77,9 +84,17 @@ impl RttEstimator {
     }
 
     /// The current RTO, with exponential backoff applied (§5.5), bounded by the maximum.
+    #[cfg(test)]
     pub(crate) fn rto(&self, bounds: RtoBounds) -> Duration {
+        Duration::from_micros(self.rto_micros(bounds))
+    }
+
+    /// [`rto`](Self::rto) in microseconds, for deadlines (which are microseconds too): no `Duration` round trip
+    /// on the per-segment path.
+    #[inline]
+    pub(crate) fn rto_micros(&self, bounds: RtoBounds) -> u64 {
         let backed = u64::from(self.rto) << self.backoff.min(32);
-        Duration::from_micros(backed.min(u64::from(bounds.max)))
+        backed.min(u64::from(bounds.max))
     }
 
     /// A retransmission timeout fired: back off.

@@ -180,6 +180,13 @@ impl Deadline {
         Deadline(at.as_micros())
     }
 
+    /// `micros` microseconds after `now` (saturating): a deadline from a microsecond count without building a
+    /// `Duration` first.
+    #[inline]
+    pub fn after(now: Instant, micros: u64) -> Deadline {
+        Deadline(now.as_micros().saturating_add(micros))
+    }
+
     #[inline]
     pub fn get(self) -> Option<Instant> {
         (self != Deadline::NONE).then_some(Instant::from_micros(self.0))
