@@ -91,6 +91,17 @@ pub enum EtherType {
 }
 
 impl EtherType {
+    /// The IPv4 EtherType as a number, for the receive path's match on the raw field.
+    pub(crate) const IPV4_RAW: u16 = 0x0800;
+    /// The ARP EtherType as a number.
+    pub(crate) const ARP_RAW: u16 = 0x0806;
+
+    /// [`EtherType::is_vlan`] on the raw field: 0x8100 (802.1Q) or 0x88a8 (802.1ad).
+    #[inline]
+    pub(crate) const fn is_vlan_raw(value: u16) -> bool {
+        matches!(value, 0x8100 | 0x88a8)
+    }
+
     /// Whether the frame carries a VLAN tag (802.1Q or 802.1ad) in place of its payload's EtherType.
     #[inline]
     pub const fn is_vlan(self) -> bool {
@@ -234,9 +245,10 @@ impl<T: AsRef<[u8]>> Frame<T> {
         EtherType::from(self.ethertype_raw())
     }
 
-    /// The EtherType field as a number.
+    /// The EtherType field as a number: the receive path matches on it directly, which spares the cascade of
+    /// comparisons that building an [`EtherType`] takes.
     #[inline]
-    fn ethertype_raw(&self) -> u16 {
+    pub(crate) fn ethertype_raw(&self) -> u16 {
         let fixed = self.fixed();
         u16::from_be_bytes([fixed[field::ETHERTYPE.start], fixed[field::ETHERTYPE.start + 1]])
     }
