@@ -392,6 +392,20 @@ mod tests {
     ];
 
     #[test]
+    fn raw_ethertype_constants_agree_with_ethertype() {
+        // The receive path matches the raw field against these; they must name what `EtherType` names.
+        assert_eq!(EtherType::from(EtherType::IPV4_RAW), EtherType::Ipv4);
+        assert_eq!(EtherType::from(EtherType::ARP_RAW), EtherType::Arp);
+        for value in 0..=u16::MAX {
+            assert_eq!(
+                EtherType::is_vlan_raw(value),
+                EtherType::from(value).is_vlan(),
+                "{value:#06x}"
+            );
+        }
+    }
+
+    #[test]
     fn frame_arp_request_reads_every_field() {
         let frame = Frame::new_checked(&ARP_REQUEST_HEAD[..]).unwrap();
         assert_eq!(frame.dst_addr(), MacAddr::BROADCAST);

@@ -798,6 +798,21 @@ mod tests {
 
     proptest! {
         #[test]
+        fn parse_fast_path_equals_check_len_then_parse_header(mut bytes in proptest::collection::vec(any::<u8>(), 0..80), total in 0u16..100, plain in any::<bool>()) {
+            // `parse` short-cuts the length checks of a version-4, 20-byte header; its result (error kind
+            // included) must be what `check_len` followed by `parse_header` gives, for that header and any other.
+            if bytes.len() >= HEADER_LEN && plain {
+                bytes[0] = 0x45;
+                bytes[2..4].copy_from_slice(&total.to_be_bytes());
+            }
+            let packet = Packet::new_unchecked(&bytes[..]);
+            for policy in [ChecksumPolicy::Verify, ChecksumPolicy::Trust] {
+                let general = packet.check_len().and_then(|()| Ipv4Repr::parse_header(&packet, policy));
+                prop_assert_eq!(Ipv4Repr::parse(&packet, policy), general);
+            }
+        }
+
+        #[test]
         fn ipv4_any_repr_round_trips(repr in arb_repr(), padding in 0usize..16) {
             let mut buf = vec![0u8; repr.buffer_len() + padding];
             repr.emit(&mut Packet::new_unchecked(&mut buf[..])).unwrap();
