@@ -878,22 +878,20 @@ impl<'a> TcpRepr<'a> {
         let flags = TcpFlags(fixed[field::FLAGS]);
         let (header, payload) = bytes.split_at_checked(header_len).ok_or(Error::Truncated)?;
         let options = header.get(HEADER_LEN..).unwrap_or_default();
-        let seq = SeqNum(be32(fixed, field::SEQ_NUM.start));
-        let ack = if flags.ack() {
-            SeqNum(be32(fixed, field::ACK_NUM.start))
-        } else {
-            SeqNum(0)
-        };
-        let window = be16(fixed, field::WINDOW.start);
-        let urgent = be16(fixed, field::URGENT.start);
+        // The remaining fields are read where the result is built: computed up front they outlived the option
+        // match in spilled registers, each costing a store and a load more.
         let repr = |mss, window_scale, sack_permitted, timestamps| TcpRepr {
             src_port,
             dst_port,
-            seq,
-            ack,
+            seq: SeqNum(be32(fixed, field::SEQ_NUM.start)),
+            ack: if flags.ack() {
+                SeqNum(be32(fixed, field::ACK_NUM.start))
+            } else {
+                SeqNum(0)
+            },
             flags,
-            window,
-            urgent,
+            window: be16(fixed, field::WINDOW.start),
+            urgent: be16(fixed, field::URGENT.start),
             mss,
             window_scale,
             sack_permitted,
