@@ -873,21 +873,21 @@ impl<'a> TcpRepr<'a> {
         if be16(fixed, field::SRC_PORT.start) == 0 || be16(fixed, field::DST_PORT.start) == 0 {
             return Err(Error::Malformed);
         }
-        let flags = TcpFlags(fixed[field::FLAGS]);
         let (header, payload) = bytes.split_at_checked(header_len).ok_or(Error::Truncated)?;
         let options = header.get(HEADER_LEN..).unwrap_or_default();
         // The fields are read where the result is built: computed up front they outlived the option
         // match in spilled registers, each costing a store and a load more.
+        let flags = || TcpFlags(fixed[field::FLAGS]);
         let repr = |mss, window_scale, sack_permitted, timestamps| TcpRepr {
             src_port: Port(be16(fixed, field::SRC_PORT.start)),
             dst_port: Port(be16(fixed, field::DST_PORT.start)),
             seq: SeqNum(be32(fixed, field::SEQ_NUM.start)),
-            ack: if flags.ack() {
+            ack: if flags().ack() {
                 SeqNum(be32(fixed, field::ACK_NUM.start))
             } else {
                 SeqNum(0)
             },
-            flags,
+            flags: flags(),
             window: be16(fixed, field::WINDOW.start),
             urgent: be16(fixed, field::URGENT.start),
             mss,
