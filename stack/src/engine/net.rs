@@ -142,8 +142,9 @@ impl Engine {
             self.counters.drop_ethernet_malformed += 1;
             return;
         };
-        let ethertype = eth_frame.ethertype();
-        if ethertype.is_vlan() {
+        // The raw field, not an `EtherType`: two comparisons for the IPv4 frames that make up the traffic.
+        let ethertype = eth_frame.ethertype_raw();
+        if EtherType::is_vlan_raw(ethertype) {
             self.counters.drop_vlan += 1;
             return;
         }
@@ -153,8 +154,8 @@ impl Engine {
             return;
         }
         match ethertype {
-            EtherType::Ipv4 => self.handle_ipv4(now, eth_frame.src_addr(), eth_frame.payload(), tx),
-            EtherType::Arp => self.handle_arp(now, eth_frame.payload(), tx),
+            EtherType::IPV4_RAW => self.handle_ipv4(now, eth_frame.src_addr(), eth_frame.payload(), tx),
+            EtherType::ARP_RAW => self.handle_arp(now, eth_frame.payload(), tx),
             _ => self.counters.drop_ethertype += 1,
         }
     }
@@ -253,9 +254,10 @@ impl Engine {
             self.counters.drop_ipv4_not_ours += 1;
             return;
         }
-        match ip.next_header {
-            IpProtocol::Tcp => self.handle_tcp(now, src_mac, &ip, packet.payload(), tx),
-            IpProtocol::Icmp => self.handle_icmp(src_mac, &ip, packet.payload(), tx),
+        // The raw protocol byte (the same value as `ip.next_header`): one comparison for TCP.
+        match packet.next_header_raw() {
+            p if p == u8::from(IpProtocol::Tcp) => self.handle_tcp(now, src_mac, &ip, packet.payload(), tx),
+            p if p == u8::from(IpProtocol::Icmp) => self.handle_icmp(src_mac, &ip, packet.payload(), tx),
             _ => self.counters.drop_ip_protocol += 1,
         }
     }

@@ -91,6 +91,17 @@ pub enum EtherType {
 }
 
 impl EtherType {
+    /// The IPv4 EtherType as a number, for the receive path's match on the raw field.
+    pub(crate) const IPV4_RAW: u16 = 0x0800;
+    /// The ARP EtherType as a number.
+    pub(crate) const ARP_RAW: u16 = 0x0806;
+
+    /// [`EtherType::is_vlan`] on the raw field: 0x8100 (802.1Q) or 0x88a8 (802.1ad).
+    #[inline]
+    pub(crate) const fn is_vlan_raw(value: u16) -> bool {
+        matches!(value, 0x8100 | 0x88a8)
+    }
+
     /// Whether the frame carries a VLAN tag (802.1Q or 802.1ad) in place of its payload's EtherType.
     #[inline]
     pub const fn is_vlan(self) -> bool {
@@ -234,9 +245,10 @@ impl<T: AsRef<[u8]>> Frame<T> {
         EtherType::from(self.ethertype_raw())
     }
 
-    /// The EtherType field as a number.
+    /// The EtherType field as a number: the receive path matches on it directly, which spares the cascade of
+    /// comparisons that building an [`EtherType`] takes.
     #[inline]
-    fn ethertype_raw(&self) -> u16 {
+    pub(crate) fn ethertype_raw(&self) -> u16 {
         let fixed = self.fixed();
         u16::from_be_bytes([fixed[field::ETHERTYPE.start], fixed[field::ETHERTYPE.start + 1]])
     }
@@ -378,6 +390,20 @@ mod tests {
         0x02, 0x00, 0x00, 0x00, 0x00, 0x02, 0x02, 0x00, 0x00, 0x00, 0x00, 0x01, 0x81, 0x00, 0xa0, 0x64, 0x08, 0x00,
         0x45, 0x00,
     ];
+
+    #[test]
+    fn raw_ethertype_constants_agree_with_ethertype() {
+        // The receive path matches the raw field against these; they must name what `EtherType` names.
+        assert_eq!(EtherType::from(EtherType::IPV4_RAW), EtherType::Ipv4);
+        assert_eq!(EtherType::from(EtherType::ARP_RAW), EtherType::Arp);
+        for value in 0..=u16::MAX {
+            assert_eq!(
+                EtherType::is_vlan_raw(value),
+                EtherType::from(value).is_vlan(),
+                "{value:#06x}"
+            );
+        }
+    }
 
     #[test]
     fn frame_arp_request_reads_every_field() {

@@ -160,7 +160,13 @@ impl<T: AsRef<[u8]>> Packet<T> {
     /// The protocol of the payload.
     #[inline]
     pub fn next_header(&self) -> IpProtocol {
-        IpProtocol::from(self.fixed()[field::PROTOCOL])
+        IpProtocol::from(self.next_header_raw())
+    }
+
+    /// The protocol field as a number, for the receive path's match (no [`IpProtocol`] built on the way).
+    #[inline]
+    pub(crate) fn next_header_raw(&self) -> u8 {
+        self.fixed()[field::PROTOCOL]
     }
 
     /// The header checksum field.
@@ -414,7 +420,22 @@ impl Ipv4Repr {
     /// the header length, and `payload_len` excludes them.
     #[inline]
     pub fn parse<T: AsRef<[u8]> + ?Sized>(packet: &Packet<&T>, policy: ChecksumPolicy) -> Result<Ipv4Repr> {
-        packet.check_len()?;
+        let d = packet.buffer.as_ref();
+        match d.first_chunk::<HEADER_LEN>() {
+            // Nearly every packet is version 4 without options: then the header length is the 20 bytes already
+            // there, and the length checks of `check_len` reduce to the total length lying within 20..=d.len(),
+            // with the same error for each failure as the general path gives.
+            Some(fixed) if fixed[field::VER_IHL] == 0x45 => {
+                let total_len = usize::from(be16(fixed, field::LENGTH.start));
+                if total_len < HEADER_LEN {
+                    return Err(Error::Malformed);
+                }
+                if total_len > d.len() {
+                    return Err(Error::Truncated);
+                }
+            }
+            _ => packet.check_len()?,
+        }
         Self::parse_header(packet, policy)
     }
 
@@ -776,6 +797,21 @@ mod tests {
     }
 
     proptest! {
+        #[test]
+        fn parse_fast_path_equals_check_len_then_parse_header(mut bytes in proptest::collection::vec(any::<u8>(), 0..80), total in 0u16..100, plain in any::<bool>()) {
+            // `parse` short-cuts the length checks of a version-4, 20-byte header; its result (error kind
+            // included) must be what `check_len` followed by `parse_header` gives, for that header and any other.
+            if bytes.len() >= HEADER_LEN && plain {
+                bytes[0] = 0x45;
+                bytes[2..4].copy_from_slice(&total.to_be_bytes());
+            }
+            let packet = Packet::new_unchecked(&bytes[..]);
+            for policy in [ChecksumPolicy::Verify, ChecksumPolicy::Trust] {
+                let general = packet.check_len().and_then(|()| Ipv4Repr::parse_header(&packet, policy));
+                prop_assert_eq!(Ipv4Repr::parse(&packet, policy), general);
+            }
+        }
+
         #[test]
         fn ipv4_any_repr_round_trips(repr in arb_repr(), padding in 0usize..16) {
             let mut buf = vec![0u8; repr.buffer_len() + padding];

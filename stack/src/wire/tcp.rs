@@ -870,30 +870,26 @@ impl<'a> TcpRepr<'a> {
         if checksum == ChecksumPolicy::Verify && !verify_segment(bytes, src, dst) {
             return Err(Error::Checksum);
         }
-        let src_port = Port(be16(fixed, field::SRC_PORT.start));
-        let dst_port = Port(be16(fixed, field::DST_PORT.start));
-        if src_port.0 == 0 || dst_port.0 == 0 {
+        if be16(fixed, field::SRC_PORT.start) == 0 || be16(fixed, field::DST_PORT.start) == 0 {
             return Err(Error::Malformed);
         }
-        let flags = TcpFlags(fixed[field::FLAGS]);
         let (header, payload) = bytes.split_at_checked(header_len).ok_or(Error::Truncated)?;
         let options = header.get(HEADER_LEN..).unwrap_or_default();
-        let seq = SeqNum(be32(fixed, field::SEQ_NUM.start));
-        let ack = if flags.ack() {
-            SeqNum(be32(fixed, field::ACK_NUM.start))
-        } else {
-            SeqNum(0)
-        };
-        let window = be16(fixed, field::WINDOW.start);
-        let urgent = be16(fixed, field::URGENT.start);
+        // The fields are read where the result is built: computed up front they outlived the option
+        // match in spilled registers, each costing a store and a load more.
+        let flags = || TcpFlags(fixed[field::FLAGS]);
         let repr = |mss, window_scale, sack_permitted, timestamps| TcpRepr {
-            src_port,
-            dst_port,
-            seq,
-            ack,
-            flags,
-            window,
-            urgent,
+            src_port: Port(be16(fixed, field::SRC_PORT.start)),
+            dst_port: Port(be16(fixed, field::DST_PORT.start)),
+            seq: SeqNum(be32(fixed, field::SEQ_NUM.start)),
+            ack: if flags().ack() {
+                SeqNum(be32(fixed, field::ACK_NUM.start))
+            } else {
+                SeqNum(0)
+            },
+            flags: flags(),
+            window: be16(fixed, field::WINDOW.start),
+            urgent: be16(fixed, field::URGENT.start),
             mss,
             window_scale,
             sack_permitted,
