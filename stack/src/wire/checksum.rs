@@ -170,19 +170,7 @@ fn sum_native(initial: u64, bytes: &[u8]) -> u16 {
             acc = add_wrapping_carry(acc, word(w));
         }
     }
-    let mut rest = words.remainder();
-    if let Some((w, after)) = rest.split_first_chunk::<4>() {
-        acc = add_wrapping_carry(acc, u64::from(u32::from_ne_bytes(*w)));
-        rest = after;
-    }
-    if let Some((w, after)) = rest.split_first_chunk::<2>() {
-        acc = add_wrapping_carry(acc, u64::from(u16::from_ne_bytes(*w)));
-        rest = after;
-    }
-    if let [last] = rest {
-        // A lone byte is the high half of a big-endian word; in native order that is this word.
-        acc = add_wrapping_carry(acc, u64::from(u16::from_ne_bytes([*last, 0])));
-    }
+    acc = add_tail(acc, words.remainder());
     u16::from_be(fold(acc))
 }
 

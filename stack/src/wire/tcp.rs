@@ -26,6 +26,7 @@ use core::net::Ipv4Addr;
 use core::ops::{BitAnd, BitOr, BitOrAssign};
 
 use super::checksum;
+use super::tcp_writer::{self, TcpOptions};
 use super::{ChecksumPolicy, Error, IpProtocol, Port, Result, SeqNum};
 
 /// Byte ranges of the fixed header (RFC 9293 §3.1).
@@ -833,19 +834,6 @@ const SACK_PERMITTED_TS: u32 = u32::from_be_bytes([kind::SACK_PERMITTED, 2, kind
 /// NOP then the kind and length of window scale, with the shift count masked to zero.
 const NOP_WS_HEAD: u32 = u32::from_be_bytes([kind::NO_OPERATION, kind::WINDOW_SCALE, 3, 0]);
 
-/// Bytes of the MSS chunk.
-const MSS_LEN: usize = 4;
-/// Bytes of the timestamps chunk (two NOPs or SACK-permitted, then the 10-byte option).
-const TIMESTAMPS_LEN: usize = 12;
-/// Bytes of the lone SACK-permitted chunk (NOP NOP 04 02).
-const SACK_PERMITTED_LEN: usize = 4;
-/// Bytes of the window-scale chunk (NOP 03 03 ss).
-const WINDOW_SCALE_LEN: usize = 4;
-/// Bytes of the SACK chunk before its blocks (NOP NOP 05 len).
-const SACK_PREFIX_LEN: usize = 4;
-/// Bytes per SACK block.
-const SACK_BLOCK_LEN: usize = 8;
-
 impl<'a> TcpRepr<'a> {
     /// Parses a packet: checks its lengths like [`Packet::check_len`] (`Truncated`, `Malformed`), verifies the
     /// checksum under `Verify` (`Checksum`), folds the options into fields (`BadOption` for a malformed list), and
@@ -944,45 +932,22 @@ impl<'a> TcpRepr<'a> {
         Ok(repr)
     }
 
-    /// Option bytes of everything but the SACK blocks.
+    /// The options as the segment writer takes them: one layout (and one length rule) for both emitters.
     #[inline]
-    fn fixed_options_len(&self) -> usize {
-        let mut len = 0;
-        if self.mss.is_some() {
-            len += MSS_LEN;
+    fn options(&self) -> TcpOptions<'_> {
+        TcpOptions {
+            mss: self.mss,
+            window_scale: self.window_scale,
+            sack_permitted: self.sack_permitted,
+            timestamps: self.timestamps,
+            sack_blocks: self.sack_blocks.as_slice(),
         }
-        if self.timestamps.is_some() {
-            len += TIMESTAMPS_LEN;
-        } else if self.sack_permitted {
-            len += SACK_PERMITTED_LEN;
-        }
-        if self.window_scale.is_some() {
-            len += WINDOW_SCALE_LEN;
-        }
-        len
-    }
-
-    /// How many SACK blocks fit after `fixed` option bytes (3 beside timestamps, 4 alone).
-    #[inline]
-    fn sack_blocks_emitted(&self, fixed: usize) -> usize {
-        if self.sack_blocks.is_empty() {
-            return 0;
-        }
-        let room = MAX_OPTIONS_LEN.saturating_sub(fixed + SACK_PREFIX_LEN) / SACK_BLOCK_LEN;
-        self.sack_blocks.len().min(room)
     }
 
     /// Header length `emit` writes: 20 plus the options in Linux's layout, a multiple of 4 and at most 60.
     #[inline]
     pub fn header_len(&self) -> usize {
-        let fixed = self.fixed_options_len();
-        let sacks = self.sack_blocks_emitted(fixed);
-        let sack_len = if sacks == 0 {
-            0
-        } else {
-            SACK_PREFIX_LEN + SACK_BLOCK_LEN * sacks
-        };
-        HEADER_LEN + fixed + sack_len
+        HEADER_LEN + self.options().len()
     }
 
     /// Bytes `emit` needs: header plus payload.
@@ -1032,52 +997,7 @@ impl<'a> TcpRepr<'a> {
         fixed[field::URGENT].copy_from_slice(&self.urgent.to_be_bytes());
         let buffer = packet.buffer.as_mut();
         buffer[..HEADER_LEN].copy_from_slice(&fixed);
-        self.emit_options(&mut buffer[field::OPTIONS_START..header_len]);
-    }
-
-    /// Writes the options in Linux's layout into `out`, which is exactly `header_len() - 20` bytes.
-    #[inline]
-    fn emit_options(&self, out: &mut [u8]) {
-        /// Writes one 4-byte word at `at` and advances it.
-        #[inline(always)]
-        fn put(out: &mut [u8], at: &mut usize, word: [u8; 4]) {
-            out[*at..*at + 4].copy_from_slice(&word);
-            *at += 4;
-        }
-        let mut at = 0;
-        if let Some(mss) = self.mss {
-            let [hi, lo] = mss.to_be_bytes();
-            put(out, &mut at, [kind::MSS, 4, hi, lo]);
-        }
-        if let Some(ts) = self.timestamps {
-            if self.sack_permitted {
-                put(out, &mut at, [kind::SACK_PERMITTED, 2, kind::TIMESTAMPS, 10]);
-            } else {
-                put(
-                    out,
-                    &mut at,
-                    [kind::NO_OPERATION, kind::NO_OPERATION, kind::TIMESTAMPS, 10],
-                );
-            }
-            put(out, &mut at, ts.tsval.to_be_bytes());
-            put(out, &mut at, ts.tsecr.to_be_bytes());
-        } else if self.sack_permitted {
-            put(
-                out,
-                &mut at,
-                [kind::NO_OPERATION, kind::NO_OPERATION, kind::SACK_PERMITTED, 2],
-            );
-        }
-        if let Some(shift) = self.window_scale {
-            put(out, &mut at, [kind::NO_OPERATION, kind::WINDOW_SCALE, 3, shift]);
-        }
-        let sacks = self.sack_blocks_emitted(at);
-        if sacks > 0 {
-            let len = (2 + SACK_BLOCK_LEN * sacks) as u8;
-            put(out, &mut at, [kind::NO_OPERATION, kind::NO_OPERATION, kind::SACK, len]);
-            let blocks = &self.sack_blocks.as_slice()[..sacks];
-            write_sack_blocks(&mut out[at..at + SACK_BLOCK_LEN * sacks], blocks);
-        }
+        tcp_writer::write_options(&mut buffer[field::OPTIONS_START..header_len], &self.options());
     }
 
     /// Writes the whole segment (header, options, payload) and its checksum over the IPv4 pseudo-header.
@@ -1723,7 +1643,7 @@ mod tests {
                 payload: &[],
             };
             // Keep only the blocks that fit, so the round trip is exact; truncation has its own test.
-            let fit = repr.sack_blocks_emitted(repr.fixed_options_len());
+            let fit = repr.options().sack_blocks_fitting();
             repr.sack_blocks.truncate(fit);
             (repr, payload)
         }

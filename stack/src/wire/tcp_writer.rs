@@ -221,6 +221,12 @@ impl TcpOptions<'_> {
         self.sack_blocks.len().min(room)
     }
 
+    /// How many of the SACK blocks are written (as many as fit beside the other options).
+    #[inline]
+    pub fn sack_blocks_fitting(&self) -> usize {
+        self.sack_blocks_written(self.fixed_len())
+    }
+
     /// Option bytes written in Linux's layout: a multiple of 4, at most 40.
     #[inline]
     pub fn len(&self) -> usize {
@@ -261,6 +267,13 @@ fn write_options_slow(
         timestamps,
         sack_blocks,
     };
+    write_options(out, &options);
+}
+
+/// Writes `options` in Linux's layout (MSS; NOP NOP TS or SACK-permitted + TS; window scale; SACK blocks) into
+/// `out`, which is exactly `options.len()` bytes; a shorter `out` gets what fits. `TcpRepr::emit` uses it too.
+#[inline]
+pub(crate) fn write_options(out: &mut [u8], options: &TcpOptions<'_>) {
     /// Writes one 4-byte word at `at` and advances it.
     #[inline(always)]
     fn put(out: &mut [u8], at: &mut usize, word: [u8; 4]) {
