@@ -174,7 +174,7 @@ impl Engine {
             tcb.snd_wl2 = seg.ack;
             let srtt_sample = take_rtt_sample(tcb, now, seg);
             if let Some(rtt_us) = srtt_sample {
-                tcb.rtt.sample_micros(rtt_us, rto_bounds);
+                tcb.rtt.sample(rtt_us, rto_bounds);
             }
             tcb.snd_una = seg.ack;
             if tcb.snd_nxt.diff(tcb.snd_una) < 0 {
@@ -429,7 +429,7 @@ impl Engine {
         let rto_bounds = self.rto_bounds;
         let tcb = &mut self.conns[index as usize];
         if let Some(rtt_us) = take_rtt_sample(tcb, now, seg) {
-            tcb.rtt.sample_micros(rtt_us, rto_bounds);
+            tcb.rtt.sample(rtt_us, rto_bounds);
         }
         // Data bytes acknowledged: neither our SYN nor our FIN, if covered, is in the buffer.
         let syn_covered = tcb.snd_una == tcb.iss;
@@ -469,7 +469,7 @@ impl Engine {
         tcb.rto_at = if tcb.snd_una == tcb.snd_max {
             Deadline::NONE
         } else {
-            Deadline::after(now, tcb.rtt.rto_micros(rto_bounds))
+            Deadline::after(now, tcb.rtt.rto(rto_bounds))
         };
         if tcb.flags.contains(Flags::WANT_WRITABLE) && tcb.tx.free() > 0 && tcb.state.can_send() {
             tcb.flags.remove(Flags::WANT_WRITABLE);

@@ -5,6 +5,7 @@ use core::net::Ipv4Addr;
 
 use hashbrown::HashTable;
 
+use super::tcb::Deadline;
 use super::{Engine, Flags, FlowKey, PendingRst};
 use crate::io::TxSink;
 use crate::isn::FlowHasher;
@@ -218,7 +219,7 @@ impl Engine {
                 self.clear_await_arp(index);
                 let tcb = &mut self.conns[index as usize];
                 tcb.remote_mac = mac;
-                tcb.arp_at = super::tcb::Deadline::NONE;
+                tcb.arp_at = Deadline::NONE;
                 self.mark_dirty(index);
             }
         }

@@ -178,7 +178,7 @@ impl Engine {
         }
         // Persist: data waits behind a zero window and nothing is in flight to bring a window update.
         if avail > 0 && tcb.snd_wnd == 0 && tcb.rto_at.is_none() && tcb.persist_at.is_none() {
-            tcb.persist_at = Deadline::after(now, tcb.rtt.rto_micros(self.rto_bounds));
+            tcb.persist_at = Deadline::after(now, tcb.rtt.rto(self.rto_bounds));
         }
         ack_only(tcb)
     }
@@ -278,7 +278,7 @@ impl Engine {
         let Some(next) = plan.next else {
             // A retransmission at SND.UNA: make sure the timer runs.
             if plan.retransmit && tcb.rto_at.is_none() {
-                tcb.rto_at = Deadline::after(now, tcb.rtt.rto_micros(rto_bounds));
+                tcb.rto_at = Deadline::after(now, tcb.rtt.rto(rto_bounds));
             }
             return;
         };
@@ -295,7 +295,7 @@ impl Engine {
             tcb.snd_max = next;
         }
         if occupies && tcb.rto_at.is_none() {
-            tcb.rto_at = Deadline::after(now, tcb.rtt.rto_micros(rto_bounds));
+            tcb.rto_at = Deadline::after(now, tcb.rtt.rto(rto_bounds));
         }
         if plan.flags.contains(TcpFlags::FIN) {
             if tcb.snd_fin.is_none() {
@@ -463,7 +463,7 @@ impl Engine {
                 if matches!(tcb.state, State::SynSent | State::SynReceived) {
                     tcb.snd_nxt = tcb.iss;
                 }
-                tcb.rto_at = Deadline::after(now, tcb.rtt.rto_micros(rto_bounds));
+                tcb.rto_at = Deadline::after(now, tcb.rtt.rto(rto_bounds));
             }
         }
         let tcb = &mut self.conns[index as usize];
@@ -484,7 +484,7 @@ impl Engine {
                 tcb.flags.insert(Flags::PROBE);
                 self.counters.window_probes += 1;
                 tcb.rtt.on_timeout();
-                tcb.persist_at = Deadline::after(now, tcb.rtt.rto_micros(rto_bounds));
+                tcb.persist_at = Deadline::after(now, tcb.rtt.rto(rto_bounds));
             }
         }
         if outcome.is_none() && due(tcb.keepalive_at) {

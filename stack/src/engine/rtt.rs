@@ -55,16 +55,10 @@ impl RttEstimator {
         }
     }
 
-    /// Takes one RTT measurement R (§2.2, §2.3). Callers follow Karn's rule (RFC 9293 MUST-18): no samples from
-    /// retransmitted segments, unless timestamps disambiguate them.
-    #[cfg(test)]
-    pub(crate) fn sample(&mut self, rtt: Duration, bounds: RtoBounds) {
-        self.sample_micros(micros(rtt), bounds);
-    }
-
-    /// [`sample`](Self::sample) with R in whole microseconds (saturated at `u32::MAX`): the engine measures in
-    /// microseconds or milliseconds already, and a `Duration` round trip on every ACK costs a conversion each way.
-    pub(crate) fn sample_micros(&mut self, rtt_us: u32, bounds: RtoBounds) {
+    /// Takes one RTT measurement R (§2.2, §2.3), in whole microseconds (saturated at `u32::MAX`): the engine
+    /// measures in microseconds or milliseconds already, so no `Duration` round trip on every ACK. Callers follow
+    /// Karn's rule (RFC 9293 MUST-18): no samples from retransmitted segments, unless timestamps disambiguate them.
+    pub(crate) fn sample(&mut self, rtt_us: u32, bounds: RtoBounds) {
         let r = rtt_us.max(1);
         if self.has_sample {
             // RTTVAR <- 3/4 RTTVAR + 1/4 |SRTT - R'|; SRTT <- 7/8 SRTT + 1/8 R'
@@ -83,16 +77,10 @@ impl RttEstimator {
         self.backoff = 0;
     }
 
-    /// The current RTO, with exponential backoff applied (§5.5), bounded by the maximum.
-    #[cfg(test)]
-    pub(crate) fn rto(&self, bounds: RtoBounds) -> Duration {
-        Duration::from_micros(self.rto_micros(bounds))
-    }
-
-    /// [`rto`](Self::rto) in microseconds, for deadlines (which are microseconds too): no `Duration` round trip
-    /// on the per-segment path.
+    /// The current RTO in microseconds (deadlines are microseconds too), with exponential backoff applied
+    /// (§5.5), bounded by the maximum.
     #[inline]
-    pub(crate) fn rto_micros(&self, bounds: RtoBounds) -> u64 {
+    pub(crate) fn rto(&self, bounds: RtoBounds) -> u64 {
         let backed = u64::from(self.rto) << self.backoff.min(32);
         backed.min(u64::from(bounds.max))
     }
@@ -138,48 +126,60 @@ mod tests {
     #[test]
     fn rtt_no_sample_uses_initial_rto() {
         let rtt = RttEstimator::new(Duration::from_secs(1));
-        assert_eq!(rtt.rto(bounds(MIN, MAX)), Duration::from_secs(1));
+        assert_eq!(Duration::from_micros(rtt.rto(bounds(MIN, MAX))), Duration::from_secs(1));
         assert_eq!(rtt.srtt(), None);
     }
 
     #[test]
     fn rtt_first_sample_sets_srtt_and_rttvar_rfc6298_2_2() {
         let mut rtt = RttEstimator::new(Duration::from_secs(1));
-        rtt.sample(Duration::from_millis(100), bounds(Duration::ZERO, MAX));
+        rtt.sample(micros(Duration::from_millis(100)), bounds(Duration::ZERO, MAX));
         // SRTT = 100 ms, RTTVAR = 50 ms, RTO = SRTT + 4*RTTVAR = 300 ms.
         assert_eq!(rtt.srtt(), Some(Duration::from_millis(100)));
-        assert_eq!(rtt.rto(bounds(MIN, MAX)), Duration::from_millis(300));
+        assert_eq!(
+            Duration::from_micros(rtt.rto(bounds(MIN, MAX))),
+            Duration::from_millis(300)
+        );
     }
 
     #[test]
     fn rtt_next_sample_smooths_rfc6298_2_3() {
         let mut rtt = RttEstimator::new(Duration::from_secs(1));
-        rtt.sample(Duration::from_millis(100), bounds(Duration::ZERO, MAX));
-        rtt.sample(Duration::from_millis(200), bounds(Duration::ZERO, MAX));
+        rtt.sample(micros(Duration::from_millis(100)), bounds(Duration::ZERO, MAX));
+        rtt.sample(micros(Duration::from_millis(200)), bounds(Duration::ZERO, MAX));
         // RTTVAR = 3/4*50 + 1/4*100 = 62.5 ms; SRTT = 7/8*100 + 1/8*200 = 112.5 ms; RTO = 112.5 + 250 = 362.5 ms.
         assert_eq!(rtt.srtt(), Some(Duration::from_micros(112_500)));
-        assert_eq!(rtt.rto(bounds(MIN, MAX)), Duration::from_micros(362_500));
+        assert_eq!(
+            Duration::from_micros(rtt.rto(bounds(MIN, MAX))),
+            Duration::from_micros(362_500)
+        );
     }
 
     #[test]
     fn rtt_small_sample_is_clamped_to_minimum() {
         let mut rtt = RttEstimator::new(Duration::from_secs(1));
-        rtt.sample(Duration::from_micros(50), bounds(Duration::ZERO, MAX));
-        assert_eq!(rtt.rto(bounds(MIN, MAX)), Duration::from_micros(50 + 1000));
-        rtt.sample(Duration::from_micros(50), bounds(MIN, MAX));
-        assert_eq!(rtt.rto(bounds(MIN, MAX)), MIN);
+        rtt.sample(micros(Duration::from_micros(50)), bounds(Duration::ZERO, MAX));
+        assert_eq!(
+            Duration::from_micros(rtt.rto(bounds(MIN, MAX))),
+            Duration::from_micros(50 + 1000)
+        );
+        rtt.sample(micros(Duration::from_micros(50)), bounds(MIN, MAX));
+        assert_eq!(Duration::from_micros(rtt.rto(bounds(MIN, MAX))), MIN);
     }
 
     #[test]
     fn rtt_timeout_doubles_up_to_maximum_rfc6298_5_5() {
         let mut rtt = RttEstimator::new(Duration::from_secs(1));
         rtt.on_timeout();
-        assert_eq!(rtt.rto(bounds(MIN, MAX)), Duration::from_secs(2));
+        assert_eq!(Duration::from_micros(rtt.rto(bounds(MIN, MAX))), Duration::from_secs(2));
         for _ in 0..10 {
             rtt.on_timeout();
         }
-        assert_eq!(rtt.rto(bounds(MIN, MAX)), MAX);
-        rtt.sample(Duration::from_millis(100), bounds(MIN, MAX));
-        assert_eq!(rtt.rto(bounds(MIN, MAX)), Duration::from_millis(300));
+        assert_eq!(Duration::from_micros(rtt.rto(bounds(MIN, MAX))), MAX);
+        rtt.sample(micros(Duration::from_millis(100)), bounds(MIN, MAX));
+        assert_eq!(
+            Duration::from_micros(rtt.rto(bounds(MIN, MAX))),
+            Duration::from_millis(300)
+        );
     }
 }

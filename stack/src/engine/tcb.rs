@@ -326,6 +326,24 @@ impl Tcb {
 #[cfg(test)]
 mod tests {
     use super::State::{self, *};
+    use super::{Deadline, Instant};
+
+    #[test]
+    fn deadline_none_sorts_after_every_instant_and_is_never_due() {
+        let soon = Deadline::at(Instant::from_millis(5));
+        assert_eq!(soon.min(Deadline::NONE), soon);
+        assert_eq!(soon.get(), Some(Instant::from_millis(5)));
+        assert_eq!(Deadline::NONE.get(), None);
+        assert!(!Deadline::NONE.is_due(Instant::from_micros(u64::MAX - 1)));
+        assert!(!soon.is_due(Instant::from_micros(4_999)));
+        assert!(soon.is_due(Instant::from_millis(5)));
+        assert_eq!(
+            Deadline::after(Instant::from_millis(5), 250),
+            Deadline::at(Instant::from_micros(5_250))
+        );
+        // A deadline beyond the clock's range saturates into "none": it could never fire anyway.
+        assert!(Deadline::after(Instant::from_millis(5), u64::MAX).is_none());
+    }
 
     const ALL: [State; 11] = [
         Closed,
