@@ -144,68 +144,57 @@ impl Pair {
     pub fn life_cycles(&mut self, n: u64, concurrency: usize) {
         let request = [7u8; PAYLOAD];
         let response = [9u8; PAYLOAD];
-        let mut buf = [0u8; 256];
+        let (mut server_buf, mut client_buf) = ([0u8; 256], [0u8; 256]);
         let mut started = 0u64;
         let mut done = 0u64;
         let mut rounds = 0u64;
+        let mut open = self.open;
         let remote = SocketAddrV4::new(SERVER, PORT);
         let local = SocketAddrV4::new(CLIENT, 0);
         while done < n {
             rounds += 1;
             assert!(rounds < n * 50 + 100, "stalled at {done}/{n}");
-            while self.open < concurrency && started < n {
+            while open < concurrency && started < n {
                 self.client.connect(self.now, local, remote).expect("connect");
                 started += 1;
-                self.open += 1;
+                open += 1;
             }
-            let now = self.now;
-            self.client.handle_timeouts(now);
-            self.client.poll_transmit(now, &mut self.a);
-            for i in 0..self.a.count {
-                self.server
-                    .handle_frame(now, &self.a.frames[i][..self.a.lens[i]], &mut self.b);
-            }
-            self.a.count = 0;
-            while let Some(e) = self.server.poll_event() {
-                match e.kind {
+            self.round(
+                &mut |server, conn, kind| match kind {
                     EventKind::Readable => {
-                        while self.server.recv(e.conn, &mut buf).is_ok_and(|n| n > 0) {}
-                        self.server.send(e.conn, &response).expect("server send");
+                        while server.recv(conn, &mut server_buf).is_ok_and(|n| n > 0) {}
+                        server.send(conn, &response).expect("server send");
                     }
-                    EventKind::PeerClosed => self.server.close(e.conn).expect("server close"),
-                    EventKind::Closed { .. } => {}
+                    EventKind::PeerClosed => server.close(conn).expect("server close"),
                     _ => {}
-                }
-            }
-            self.server.handle_timeouts(now);
-            self.server.poll_transmit(now, &mut self.b);
-            for i in 0..self.b.count {
-                self.client
-                    .handle_frame(now, &self.b.frames[i][..self.b.lens[i]], &mut self.a);
-            }
-            self.b.count = 0;
-            while let Some(e) = self.client.poll_event() {
-                match e.kind {
+                },
+                &mut |client, conn, kind| match kind {
                     EventKind::Connected => {
-                        self.client.send(e.conn, &request).expect("client send");
+                        client.send(conn, &request).expect("client send");
                     }
                     EventKind::Readable => {
-                        while self.client.recv(e.conn, &mut buf).is_ok_and(|n| n > 0) {}
-                        self.client.close(e.conn).expect("client close");
+                        while client.recv(conn, &mut client_buf).is_ok_and(|n| n > 0) {}
+                        client.close(conn).expect("client close");
                     }
                     EventKind::Closed { .. } => {
                         done += 1;
-                        self.open -= 1;
+                        open -= 1;
                     }
                     _ => {}
-                }
-            }
-            self.now += ROUND;
+                },
+            );
         }
+        self.open = open;
     }
 
-    /// One poll round in which nobody reacts to data: for setting up idle connections and TIME-WAIT records.
-    fn setup_round(&mut self, on_client: &mut impl FnMut(&mut Engine, ConnHandle, EventKind)) {
+    /// One poll round of the engine contract: the client sends, the server takes the frames in, reacts to its
+    /// events and sends, the client takes those in and reacts; then the simulated clock moves on by `ROUND`.
+    #[inline]
+    fn round(
+        &mut self,
+        on_server: &mut impl FnMut(&mut Engine, ConnHandle, EventKind),
+        on_client: &mut impl FnMut(&mut Engine, ConnHandle, EventKind),
+    ) {
         let now = self.now;
         self.client.handle_timeouts(now);
         self.client.poll_transmit(now, &mut self.a);
@@ -215,9 +204,7 @@ impl Pair {
         }
         self.a.count = 0;
         while let Some(e) = self.server.poll_event() {
-            if e.kind == EventKind::PeerClosed {
-                self.server.close(e.conn).expect("server close");
-            }
+            on_server(&mut self.server, e.conn, e.kind);
         }
         self.server.handle_timeouts(now);
         self.server.poll_transmit(now, &mut self.b);
@@ -230,6 +217,18 @@ impl Pair {
             on_client(&mut self.client, e.conn, e.kind);
         }
         self.now += ROUND;
+    }
+
+    /// One poll round in which nobody reacts to data: for setting up idle connections and TIME-WAIT records.
+    fn setup_round(&mut self, on_client: &mut impl FnMut(&mut Engine, ConnHandle, EventKind)) {
+        self.round(
+            &mut |server, conn, kind| {
+                if kind == EventKind::PeerClosed {
+                    server.close(conn).expect("server close");
+                }
+            },
+            on_client,
+        );
     }
 
     /// Listens on the server ports idle flows use, enough for `n` flows from one client address.
