@@ -99,7 +99,36 @@ fn time_wait_scenario(n: usize) -> Scenario {
     }
 }
 
+/// `SCALING_PROFILE=idle_1K|idle_100K|idle_1M|time_wait_1M` (with `SCALING_N`, default 2,000,000) builds just that
+/// scenario, runs that many life cycles and exits: a fixed amount of work for `perf record`, so that the profiles
+/// of a small and a large table can be compared function by function.
+fn profile_run(name: &str) {
+    let n: u64 = std::env::var("SCALING_N")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2_000_000);
+    let mut scenario = match name {
+        "idle_1K" => idle_scenario(1_000),
+        "idle_100K" => idle_scenario(100_000),
+        "idle_1M" => idle_scenario(1_000_000),
+        "time_wait_1M" => time_wait_scenario(1_000_000),
+        other => panic!("SCALING_PROFILE={other}: expected idle_1K, idle_100K, idle_1M or time_wait_1M"),
+    };
+    let start = StdInstant::now();
+    scenario.pair.life_cycles(n, CONCURRENCY);
+    let elapsed = start.elapsed();
+    scenario.pair.check_clean();
+    println!(
+        "{name} c{CONCURRENCY}: {n} life cycles in {elapsed:?}, {:.0} ns/conn",
+        elapsed.as_nanos() as f64 / n as f64
+    );
+}
+
 fn main() {
+    if let Ok(name) = std::env::var("SCALING_PROFILE") {
+        profile_run(&name);
+        return;
+    }
     let full = common::bench_mode();
     let idle_sizes: &[usize] = if full {
         &[1_000, 100_000, 1_000_000]

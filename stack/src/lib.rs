@@ -6,12 +6,13 @@
 //! - [`io`]: the one trait through which the sans-IO core hands frames to whatever transmits them.
 //! - [`time`]: the caller's clock, passed in as `now`.
 //! - [`timer`], [`buffer`], [`assembler`], [`isn`]: the engine's building blocks, each allocation-free once built.
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod assembler;
 pub mod buffer;
 pub mod engine;
+pub mod huge_page;
 pub mod io;
 pub mod isn;
 pub mod sim;

@@ -13,6 +13,7 @@ use core::net::Ipv4Addr;
 use hashbrown::HashTable;
 use hashbrown::hash_table::Entry;
 
+use crate::huge_page::HugePageAlloc;
 use crate::isn::FlowHasher;
 use crate::wire::Port;
 
@@ -67,7 +68,7 @@ pub struct TableFull;
 
 /// The 4-tuple map with a fixed limit, allocated once in [`FlowTable::new`].
 pub struct FlowTable {
-    map: HashTable<(FlowKey, u32)>,
+    map: HashTable<(FlowKey, u32), HugePageAlloc>,
     hasher: FlowHasher,
     limit: usize,
 }
@@ -76,7 +77,7 @@ impl FlowTable {
     /// A table for at most `limit` entries, hashed with `hasher` (keyed: the keys come from the network).
     pub fn new(limit: usize, hasher: FlowHasher) -> FlowTable {
         FlowTable {
-            map: HashTable::with_capacity(limit.saturating_mul(2).max(4)),
+            map: HashTable::with_capacity_in(limit.saturating_mul(2).max(4), HugePageAlloc),
             hasher,
             limit,
         }
