@@ -12,9 +12,9 @@
 pub mod assembler;
 pub mod buffer;
 pub mod engine;
-pub mod huge_page;
 pub mod io;
 pub mod isn;
+pub mod mem;
 pub mod sim;
 pub mod time;
 pub mod timer;

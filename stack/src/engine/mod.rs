@@ -135,9 +135,9 @@ pub struct Engine {
 pub struct Footprint {
     /// One connection control block (every slot is preallocated).
     pub control_block: usize,
-    /// One flow-table bucket: key, value and hashbrown's control byte. The table keeps at least 2 × 8/7 buckets
-    /// per entry it may hold (rounded up to a power of two), so deletions never force a resize.
-    pub flow_bucket: usize,
+    /// One flow-table entry: packed 4-tuple and slot. The table has room for at least two per entry it may
+    /// hold (in 64-byte buckets of four, a power of two of them), so probes stay short.
+    pub flow_entry: usize,
     /// One timer-wheel node (one per connection slot and per TIME-WAIT record).
     pub timer_node: usize,
     /// One TIME-WAIT record.
@@ -149,7 +149,7 @@ impl Footprint {
     pub fn of_this_build() -> Footprint {
         Footprint {
             control_block: core::mem::size_of::<Tcb>(),
-            flow_bucket: core::mem::size_of::<(FlowKey, u32)>() + 1,
+            flow_entry: flow::ENTRY_BYTES,
             timer_node: crate::timer::NODE_BYTES,
             time_wait_record: core::mem::size_of::<time_wait::TimeWait>(),
         }
