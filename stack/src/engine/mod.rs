@@ -768,13 +768,22 @@ impl Engine {
         for _ in 0..span {
             let cursor = &mut self.next_port[source];
             let port = *cursor;
-            *cursor = if port >= hi { lo } else { port + 1 };
+            let next = if port >= hi { lo } else { port + 1 };
+            *cursor = next;
             let candidate = FlowKey {
                 local_port: Port(port),
                 ..key
             };
             match self.flows.get(&candidate) {
-                None => return Ok(Port(port)),
+                None => {
+                    // A load generator's next connection most likely goes to the same peer from the next port:
+                    // start its bucket's (random, likely cold) line on its way now.
+                    self.flows.prefetch(&FlowKey {
+                        local_port: Port(next),
+                        ..key
+                    });
+                    return Ok(Port(port));
+                }
                 Some(FlowSlot::TimeWait(tw)) if self.time_wait_reusable(now, tw) => {
                     self.drop_time_wait(tw, true);
                     return Ok(Port(port));
@@ -814,6 +823,9 @@ impl Engine {
         let mut expired = core::mem::take(&mut self.expired);
         self.wheel.advance(now, |id| expired.push(id));
         let max_conns = self.config.max_connections as u32;
+        if expired.len() > 1 {
+            self.prefetch_time_wait_expiry(&expired);
+        }
         for id in expired.drain(..) {
             if id.0 >= max_conns {
                 self.drop_time_wait(id.0 - max_conns, false);
@@ -822,6 +834,22 @@ impl Engine {
             }
         }
         self.expired = expired;
+    }
+
+    /// TIME-WAIT records expire in batches (those that entered TIME-WAIT in the same tick), each a record and a
+    /// flow-table entry written 2*MSL ago and long out of cache. Two prefetch passes overlap those misses
+    /// instead of taking them one after another: the records first, then (their keys at hand) the flow buckets.
+    fn prefetch_time_wait_expiry(&self, expired: &[TimerId]) {
+        let max_conns = self.config.max_connections as u32;
+        let records = || expired.iter().filter_map(|id| id.0.checked_sub(max_conns));
+        for tw in records() {
+            self.time_wait.prefetch(tw);
+        }
+        for tw in records() {
+            if let Some(record) = self.time_wait.get(tw) {
+                self.flows.prefetch(&record.key);
+            }
+        }
     }
 
     /// Sends everything due: for each connection touched since the last call, its ACKs, data, FIN or SYN; then

@@ -56,6 +56,14 @@ impl TimeWaitTable {
         self.records.get(index as usize)
     }
 
+    /// Starts bringing a record into cache (see `Engine::handle_timeouts`).
+    #[inline]
+    pub(crate) fn prefetch(&self, index: u32) {
+        if let Some(record) = self.records.get(index as usize) {
+            crate::mem::prefetch(record);
+        }
+    }
+
     /// Frees a record's slot (the caller removes its flow-table entry and timer).
     pub(crate) fn remove(&mut self, index: u32) {
         debug_assert!((index as usize) < self.records.len());
