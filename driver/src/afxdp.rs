@@ -618,6 +618,32 @@ impl Device for AfXdpDevice {
         Ok(n)
     }
 
+    /// Reads the RX ring's descriptors and drops the reader without releasing them: xdpilone then rolls its
+    /// cached consumer index back, so `receive` reads the same descriptors again.
+    fn peek<F>(&mut self, max: usize, mut f: F)
+    where
+        F: FnMut(&[u8]),
+    {
+        let rx = &mut self.rx;
+        let (area, area_len, frame_size) = (self.tx.area, self.tx.area_len, self.tx.frame_size as u64);
+        let max = u32::try_from(max).unwrap_or(u32::MAX).min(rx.fill_size);
+        let mut reader = rx.ring.receive(max);
+        while let Some(desc) = reader.read() {
+            let base = desc.addr - desc.addr % frame_size;
+            let start = usize::try_from(desc.addr).unwrap_or(usize::MAX);
+            let end = start.saturating_add(desc.len as usize);
+            if end > area_len || desc.addr + u64::from(desc.len) > base + frame_size {
+                continue; // `receive` counts it
+            }
+            // SAFETY: as in `receive`: `start..end` is inside the UMEM and inside one frame the kernel handed us on
+            // the RX ring; not released, it stays ours (off the fill ring) while `f` reads it.
+            let frame = unsafe { std::slice::from_raw_parts(area.as_ptr().add(start), end - start) };
+            f(frame);
+        }
+        // No `release()`: dropping the reader returns the descriptors to the ring for `receive`.
+        drop(reader);
+    }
+
     fn transmitter(&mut self) -> AfXdpTx<'_> {
         AfXdpTx { half: &mut self.tx }
     }

@@ -26,6 +26,18 @@ pub trait Device {
     where
         F: FnMut(&[u8], &mut Self::Tx<'a>);
 
+    /// Shows up to `max` of the frames waiting to be received, in order, without taking them: a first pass over
+    /// a batch before [`Device::receive`] hands it over, in which the poll loop prefetches each frame's
+    /// flow-table line ([`synack::engine::Engine::prefetch_frame`]). The next `receive` gets the same frames
+    /// (and possibly more that arrived meanwhile). Only a hint: the default shows nothing, for devices that
+    /// cannot look at a frame without taking it.
+    fn peek<F>(&mut self, max: usize, f: F)
+    where
+        F: FnMut(&[u8]),
+    {
+        let _ = (max, f);
+    }
+
     /// Lends a transmit sink outside receive, for timer output and application sends.
     fn transmitter(&mut self) -> Self::Tx<'_>;
 

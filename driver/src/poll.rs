@@ -1,8 +1,10 @@
 //! The run-to-completion poll loop: one thread owns one [`Engine`] and one [`Device`] and turns the crank.
 //!
 //! Each turn of [`PollLoop::run`]:
-//! 1. receives up to [`PollConfig::batch`] frames, handing each to [`Engine::handle_frame`] together with the
-//!    device's transmit sink (ARP and ICMP replies and RSTs leave from inside that call);
+//! 1. peeks at up to [`PollConfig::batch`] waiting frames so that [`Engine::prefetch_frame`] starts their
+//!    flow-table lines into cache ([`Device::peek`]), then receives them, handing each to
+//!    [`Engine::handle_frame`] together with the device's transmit sink (ARP and ICMP replies and RSTs leave
+//!    from inside that call);
 //! 2. drains [`Engine::poll_event`] into [`App::on_event`], where the application reads, sends and closes;
 //! 3. lets the application act on its own with [`App::on_tick`] (open connections, push more data);
 //! 4. runs [`Engine::handle_timeouts`] if a deadline is due;
@@ -214,6 +216,9 @@ impl<D: Device> PollLoop<D> {
         let now = self.clock.now();
         self.stats.iterations += 1;
         let engine = &mut self.engine;
+        // First the batch's flow-table lines on their way into cache, then the batch itself.
+        self.device
+            .peek(self.config.batch, |frame| engine.prefetch_frame(frame));
         let received = self
             .device
             .receive(self.config.batch, |frame, tx| engine.handle_frame(now, frame, tx))?;

@@ -26,6 +26,10 @@ struct Seen {
     /// Frames that reached the socket but were not for synack's address (must stay 0).
     not_ours: usize,
     tx_refused: usize,
+    /// Frames `peek` showed, and how many of them the following `receive` did not hand over first, in order
+    /// (must stay 0: a peek takes nothing).
+    peeked: usize,
+    peek_mismatch: usize,
 }
 
 fn ipv4_header_checksum(h: &[u8]) -> u16 {
@@ -143,9 +147,22 @@ fn serve(pair: &NetnsPair, mode: XdpMode, rings: u32, ready: mpsc::Sender<()>, d
     let mut turns = 0u32;
     while !done.load(Ordering::Acquire) && Instant::now() < deadline && turns < 1_000_000 {
         turns += 1;
+        let mut peeked: Vec<Vec<u8>> = Vec::new();
+        dev.peek(64, |frame| peeked.push(frame.to_vec()));
+        seen.peeked += peeked.len();
+        let mut index = 0;
         let n = dev
-            .receive(64, |frame, tx| respond(frame, me, my_mac, tx, &mut seen))
+            .receive(64, |frame, tx| {
+                if index < peeked.len() && peeked[index] != frame {
+                    seen.peek_mismatch += 1;
+                }
+                index += 1;
+                respond(frame, me, my_mac, tx, &mut seen)
+            })
             .unwrap();
+        if n < peeked.len() {
+            seen.peek_mismatch += peeked.len() - n;
+        }
         dev.flush().unwrap();
         if n == 0 {
             wait_readable(dev.raw_fd(), 5);
@@ -252,6 +269,8 @@ fn echo_over_veth(mode: XdpMode) {
         outcome.seen
     );
     assert_eq!(outcome.seen.tx_refused, 0);
+    assert!(outcome.seen.peeked >= 5, "peek showed no frame: {:?}", outcome.seen);
+    assert_eq!(outcome.seen.peek_mismatch, 0, "{:?}", outcome.seen);
     assert_eq!(
         probe,
         std::io::ErrorKind::ConnectionRefused,
