@@ -59,6 +59,50 @@ fn flow_table(c: &mut Criterion) {
         })
     });
     group.finish();
+
+    // A table of 1M flows (64 MiB, beyond the caches): lookups of random present keys in batches of 64, as a
+    // receive batch makes them, without and with a prefetch pass over the batch first.
+    const BIG: u32 = 1 << 20;
+    const BATCH: usize = 64;
+    let mut big = FlowTable::new(BIG as usize, FlowHasher::new(Secret::from_seed(10)));
+    for i in 0..BIG {
+        big.insert(key(i), FlowSlot::Conn(i)).expect("insert");
+    }
+    let mut group = c.benchmark_group("flow_table");
+    group.throughput(Throughput::Elements(BATCH as u64));
+    let mut n = 0u32;
+    let mut batch = move || {
+        core::array::from_fn::<FlowKey, BATCH, _>(|_| {
+            n = n.wrapping_add(1);
+            key(n.wrapping_mul(2_654_435_761) % BIG)
+        })
+    };
+    group.bench_function("lookup_1m_batch64", |b| {
+        b.iter_batched_ref(
+            &mut batch,
+            |keys| {
+                for k in keys.iter() {
+                    black_box(big.get(k));
+                }
+            },
+            BatchSize::SmallInput,
+        )
+    });
+    group.bench_function("lookup_1m_batch64_prefetched", |b| {
+        b.iter_batched_ref(
+            &mut batch,
+            |keys| {
+                for k in keys.iter() {
+                    big.prefetch(k);
+                }
+                for k in keys.iter() {
+                    black_box(big.get(k));
+                }
+            },
+            BatchSize::SmallInput,
+        )
+    });
+    group.finish();
 }
 
 fn timer_wheel(c: &mut Criterion) {
