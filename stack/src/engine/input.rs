@@ -542,9 +542,14 @@ impl Engine {
             }
             self.counters.data_in_order += 1;
             let had_holes = !tcb.ooo.is_empty();
-            tcb.ooo.advance(n as u32);
-            let filled = tcb.ooo.remove_front();
-            let filled = tcb.rx.commit(filled as usize);
+            // Without holes there is nothing to move past or fill (both assembler calls would be no-ops).
+            let filled = if had_holes {
+                tcb.ooo.advance(n as u32);
+                let filled = tcb.ooo.remove_front();
+                tcb.rx.commit(filled as usize)
+            } else {
+                0
+            };
             tcb.rcv_nxt += (n + filled) as u32;
             // ACK policy: at once when a hole fills or every second full segment; else delayed (RFC 9293
             // SHLD-18/19, RFC 5681 §4.2).
