@@ -549,6 +549,7 @@ impl Engine {
 
     // ----- slab, dirty list, timers --------------------------------------------------------------------------
 
+    #[inline]
     fn mark_dirty(&mut self, index: u32) {
         let flags = &mut self.conns[index as usize].flags;
         if !flags.contains(Flags::DIRTY) {
@@ -572,6 +573,7 @@ impl Engine {
     /// deadline, needs no reschedule: a short connection saves a wheel move on each side. The RTO itself still
     /// fires exactly when due; the price is one early wakeup that finds nothing due, once per connection, when
     /// the handshake or the connection outlasts `RTO.min`.
+    #[inline]
     fn rearm(&mut self, now: Instant, index: u32) {
         let id = TimerId(index);
         let min_rto = self.rto_bounds.min_micros();

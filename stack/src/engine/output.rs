@@ -63,8 +63,8 @@ impl Engine {
 
     /// Decides the next segment, without changing any state.
     ///
-    /// Inlined into [`Engine::transmit_conn`], its only caller, as is [`Engine::commit_plan`]: a call each per
-    /// segment cost more in saved and restored registers than the bodies themselves.
+    /// Inlined into [`Engine::transmit_conn`], its only caller (and [`Engine::commit_plan`] into its two): a call
+    /// each per segment cost more in saved and restored registers than the bodies themselves.
     #[inline(always)]
     fn plan_segment(&mut self, now: Instant, index: u32) -> Option<Plan> {
         let tcb = &mut self.conns[index as usize];
