@@ -413,6 +413,15 @@ pub fn write_frame(
         // The checksum, filled below, and the urgent pointer (never set).
         tcp[16..20].copy_from_slice(&[0; 4]);
     }
+    // Summed before the payload copy (a call): one value, not eight, stays live across it.
+    let fixed_sum = u64::from(u32::from(route.src_addr))
+        + u64::from(u32::from(route.dst_addr))
+        + u64::from(u8::from(IpProtocol::Tcp))
+        + tcp_len as u64
+        + u64::from(ports)
+        + u64::from(header.seq.0)
+        + u64::from(ack)
+        + u64::from(offset_flags_window);
     // The options' sum, when known from the values; otherwise the options are summed with the payload below.
     let options_sum = header.options.write(options);
     let options_len = options.len();
@@ -428,14 +437,6 @@ pub fn write_frame(
     }
     // Pseudo-header and fixed header as 32-bit values (see `write_l2_l3`), and the options if they are known,
     // then what is left (options otherwise, and the payload), which starts at an even offset, from the frame.
-    let fixed_sum = u64::from(u32::from(route.src_addr))
-        + u64::from(u32::from(route.dst_addr))
-        + u64::from(u8::from(IpProtocol::Tcp))
-        + tcp_len as u64
-        + u64::from(ports)
-        + u64::from(header.seq.0)
-        + u64::from(ack)
-        + u64::from(offset_flags_window);
     let (known, unsummed) = match options_sum {
         Some(options_sum) => (fixed_sum + options_sum, rest.get(options_len..).unwrap_or_default()),
         None => (fixed_sum, &rest[..]),
