@@ -389,7 +389,7 @@ impl TimerWheel {
     }
 
     /// Puts unlinked timer `idx`, due at `tick`, into the list where it belongs relative to the wheel's time.
-    #[inline]
+    #[inline(always)]
     fn insert(&mut self, idx: u32, tick: u64) {
         let head = if tick <= self.cur {
             self.due()
