@@ -505,11 +505,20 @@ impl Engine {
     }
 
     /// Seventh (sixth, URG, is ignored: RFC 9293 MUST-30 needs only that it not break anything): data.
+    ///
+    /// The test for a segment without data is inlined into the callers (half the segments of a short connection
+    /// carry none); the rest is [`Engine::process_payload`].
+    #[inline(always)]
     fn process_data(&mut self, now: Instant, index: u32, seg: &TcpRepr) -> Step {
-        let tcb = &mut self.conns[index as usize];
         if seg.payload.is_empty() {
             return Step::Continue;
         }
+        self.process_payload(now, index, seg)
+    }
+
+    /// [`Engine::process_data`] for a segment that carries data.
+    fn process_payload(&mut self, now: Instant, index: u32, seg: &TcpRepr) -> Step {
+        let tcb = &mut self.conns[index as usize];
         if !matches!(tcb.state, State::Established | State::FinWait1 | State::FinWait2) {
             // After the peer's FIN no data can be new (CLOSE-WAIT, CLOSING, LAST-ACK): ignore it.
             return Step::Continue;
@@ -581,7 +590,19 @@ impl Engine {
     }
 
     /// Eighth: the FIN bit.
-    fn process_fin(&mut self, _now: Instant, index: u32, seg: &TcpRepr) -> Step {
+    ///
+    /// A segment without FIN on a connection with no FIN pending is let through inline; the rest is
+    /// [`Engine::process_fin_bit`].
+    #[inline(always)]
+    fn process_fin(&mut self, now: Instant, index: u32, seg: &TcpRepr) -> Step {
+        if !seg.flags.fin() && self.conns[index as usize].fin_pending.is_none() {
+            return Step::Continue;
+        }
+        self.process_fin_bit(now, index, seg)
+    }
+
+    /// [`Engine::process_fin`] for a segment with FIN, or while a FIN beyond a hole is pending.
+    fn process_fin_bit(&mut self, _now: Instant, index: u32, seg: &TcpRepr) -> Step {
         let tcb = &mut self.conns[index as usize];
         if seg.flags.fin() {
             let fin_seq = seg.seq + u32::from(seg.flags.syn()) + seg.payload.len() as u32;
