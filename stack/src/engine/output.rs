@@ -205,8 +205,9 @@ impl Engine {
         });
         // Filled only when there is something to SACK: most segments carry none.
         let mut blocks;
+        let any;
         let options = if syn {
-            SegmentOptions::Any(TcpOptions {
+            any = TcpOptions {
                 mss: Some(config_mss),
                 // In a SYN everything configured; in a SYN-ACK only what the peer offered (negotiation cleared
                 // the rest).
@@ -214,7 +215,8 @@ impl Engine {
                 sack_permitted: tcb.sack_ok,
                 timestamps,
                 sack_blocks: &[],
-            })
+            };
+            SegmentOptions::Any(&any)
         } else if tcb.sack_ok && !tcb.ooo.is_empty() {
             blocks = SackBlocks::new();
             for (left, right) in tcb.ooo.sack_blocks(tcb.rcv_nxt) {
@@ -222,11 +224,12 @@ impl Engine {
                     break;
                 }
             }
-            SegmentOptions::Any(TcpOptions {
+            any = TcpOptions {
                 timestamps,
                 sack_blocks: blocks.as_slice(),
                 ..TcpOptions::default()
-            })
+            };
+            SegmentOptions::Any(&any)
         } else {
             SegmentOptions::Timestamps(timestamps)
         };
