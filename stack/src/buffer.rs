@@ -329,7 +329,18 @@ impl RingBuffer {
 
     /// Moves up to `out.len()` bytes from the front into `out` and returns how many; gives the chunk back if that
     /// empties the ring.
+    #[inline]
     pub fn dequeue_slice(&mut self, pool: &mut BufferPool, out: &mut [u8]) -> usize {
+        // The read that finds the ring empty and chunkless (an application reads until it would block) is
+        // answered inline: there is nothing to copy or give back, and a chunkless ring's head is already 0.
+        if self.len == 0 && self.chunk.is_none() {
+            return 0;
+        }
+        self.dequeue_held(pool, out)
+    }
+
+    /// [`RingBuffer::dequeue_slice`] for a ring that holds data or a chunk.
+    fn dequeue_held(&mut self, pool: &mut BufferPool, out: &mut [u8]) -> usize {
         if self.len == 0 {
             // What `discard(pool, 0)` would do, without the empty copies: the read that finds nothing is common
             // (an application reads until it would block).
