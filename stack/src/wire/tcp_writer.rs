@@ -244,8 +244,46 @@ impl TcpOptions<'_> {
 /// [`SegmentOptions::write`] for every combination but the hot one (SYNs, SACK blocks): a cursor over 4-byte words.
 ///
 /// Out of line, so that the hot path does not carry its code.
+///
+/// The SYN and SYN-ACK of every connection between synack and Linux peers carry all four SYN options: that
+/// layout (20 bytes: MSS; SACK-permitted and TS; NOP and WS) is stored whole, without the cursor.
 #[inline(never)]
 fn write_options_slow(out: &mut [u8], options: &TcpOptions<'_>) {
+    if let (Some(mss), true, Some(ts), Some(shift), []) = (
+        options.mss,
+        options.sack_permitted,
+        options.timestamps,
+        options.window_scale,
+        options.sack_blocks,
+    ) && let Ok(out) = <&mut [u8; MSS_LEN + TIMESTAMPS_LEN + WINDOW_SCALE_LEN]>::try_from(&mut *out)
+    {
+        let [m0, m1] = mss.to_be_bytes();
+        let [a, b, c, d] = ts.tsval.to_be_bytes();
+        let [e, f, g, h] = ts.tsecr.to_be_bytes();
+        *out = [
+            KIND_MSS,
+            4,
+            m0,
+            m1,
+            KIND_SACK_PERMITTED,
+            2,
+            KIND_TIMESTAMPS,
+            10,
+            a,
+            b,
+            c,
+            d,
+            e,
+            f,
+            g,
+            h,
+            NOP,
+            KIND_WINDOW_SCALE,
+            3,
+            shift,
+        ];
+        return;
+    }
     write_options(out, options);
 }
 
