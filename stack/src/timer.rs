@@ -487,7 +487,7 @@ impl TimerWheel {
     }
 
     /// Takes timer `idx` out of its list, clearing the slot's occupancy bit if the list empties.
-    #[inline]
+    #[inline(always)]
     fn unlink(&mut self, idx: u32) {
         let Node { next, prev, .. } = self.nodes[idx as usize];
         self.nodes[prev as usize].next = next;
