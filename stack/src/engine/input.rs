@@ -714,6 +714,7 @@ impl Engine {
 
 /// The peer's SYN synchronizes us (RFC 9293 §3.10.7.2-3): IRS and RCV.NXT from its sequence number,
 /// SND.WND <- SEG.WND (never scaled in a SYN, RFC 7323 §2.2), SND.WL1 <- SEG.SEQ, and the options.
+#[inline]
 fn take_peer_syn(tcb: &mut Tcb, seg: &TcpRepr, config: &super::EngineConfig) {
     tcb.irs = seg.seq;
     tcb.rcv_nxt = seg.seq + 1;
