@@ -218,17 +218,31 @@ impl RingBuffer {
         }
     }
 
+    /// The chunk index of the byte `offset` bytes after the head, for `offset <= cap`.
+    ///
+    /// The head is always below `cap`, so one conditional subtraction wraps: no division per copy (the engine
+    /// copies every segment's payload in and out through here).
+    #[inline(always)]
+    fn index_of(&self, offset: usize) -> usize {
+        let pos = self.head as usize + offset;
+        let cap = self.cap as usize;
+        if pos >= cap { pos - cap } else { pos }
+    }
+
     /// Copies `data` into the chunk starting `offset` bytes after the head, wrapping around the end.
     /// The caller guarantees `offset + data.len() <= cap` and that a chunk is held.
     fn copy_in(&mut self, offset: u32, data: &[u8]) {
         let cap = self.cap as usize;
+        let start = self.index_of(offset as usize);
         let Some(chunk) = self.chunk.as_mut() else { return };
         let buf = chunk.as_mut_slice();
-        let start = (self.head as usize + offset as usize) % cap.max(1);
-        let first = data.len().min(cap - start);
+        let first = data.len().min(cap.saturating_sub(start));
         let (a, b) = data.split_at(first);
         buf[start..start + first].copy_from_slice(a);
-        buf[..b.len()].copy_from_slice(b);
+        // Most copies do not wrap: no second (empty) copy for them.
+        if !b.is_empty() {
+            buf[..b.len()].copy_from_slice(b);
+        }
     }
 
     /// Appends as much of `data` as fits and returns how many bytes were accepted.
@@ -294,9 +308,9 @@ impl RingBuffer {
         }
         let len = len.min(held - offset);
         let cap = self.cap as usize;
-        let start = (self.head as usize + offset) % cap;
+        let start = self.index_of(offset);
         let buf = chunk.as_slice();
-        let first = len.min(cap - start);
+        let first = len.min(cap.saturating_sub(start));
         (&buf[start..start + first], &buf[..len - first])
     }
 
@@ -305,7 +319,8 @@ impl RingBuffer {
     pub fn discard(&mut self, pool: &mut BufferPool, n: usize) -> usize {
         let n = n.min(self.len as usize) as u32;
         if n > 0 {
-            self.head = (self.head + n) % self.cap;
+            // n <= len <= cap, so the new head is below cap.
+            self.head = self.index_of(n as usize) as u32;
             self.len -= n;
         }
         self.maybe_give_back(pool);
@@ -314,7 +329,18 @@ impl RingBuffer {
 
     /// Moves up to `out.len()` bytes from the front into `out` and returns how many; gives the chunk back if that
     /// empties the ring.
+    #[inline]
     pub fn dequeue_slice(&mut self, pool: &mut BufferPool, out: &mut [u8]) -> usize {
+        // The read that finds the ring empty and chunkless (an application reads until it would block) is
+        // answered inline: there is nothing to copy or give back, and a chunkless ring's head is already 0.
+        if self.len == 0 && self.chunk.is_none() {
+            return 0;
+        }
+        self.dequeue_held(pool, out)
+    }
+
+    /// [`RingBuffer::dequeue_slice`] for a ring that holds data or a chunk.
+    fn dequeue_held(&mut self, pool: &mut BufferPool, out: &mut [u8]) -> usize {
         if self.len == 0 {
             // What `discard(pool, 0)` would do, without the empty copies: the read that finds nothing is common
             // (an application reads until it would block).
@@ -324,7 +350,9 @@ impl RingBuffer {
         let (a, b) = self.peek(0, out.len());
         let (la, lb) = (a.len(), b.len());
         out[..la].copy_from_slice(a);
-        out[la..la + lb].copy_from_slice(b);
+        if lb > 0 {
+            out[la..la + lb].copy_from_slice(b);
+        }
         self.discard(pool, la + lb)
     }
 

@@ -138,6 +138,10 @@ pub struct TimerWheel {
     /// Bit `s` of `occupied[L]` is set iff slot `s` of level `L` is non-empty.
     occupied: Vec<u64>,
     config: TimerConfig,
+    /// The level a timer goes to, by the highest bit in which its expiry tick and the wheel's time differ
+    /// (`levels` and above: the overflow list). A table lookup rather than a division by `slots_log2` per insert,
+    /// which the engine does on every RTO and delayed-ACK (re)arm.
+    level_of_bit: [u8; 64],
     capacity: u32,
     tick_us: u64,
     /// Every timer due at or before this tick has been reported (or sits in the due list).
@@ -189,10 +193,13 @@ impl TimerWheel {
                 deadline: 0,
             });
         }
+        // levels <= 63 (slots_log2 >= 1 and slots_log2 * levels <= 63), so every level fits in a u8.
+        let level_of_bit = core::array::from_fn(|bit| (bit as u32 / config.slots_log2).min(config.levels) as u8);
         TimerWheel {
             nodes,
             occupied: vec![0; config.levels as usize],
             config,
+            level_of_bit,
             capacity: capacity as u32,
             tick_us,
             cur: now.as_micros() / tick_us,
@@ -215,10 +222,10 @@ impl TimerWheel {
         } else {
             self.unlink(idx);
         }
-        self.nodes[idx as usize].deadline = deadline.as_micros();
+        let micros = deadline.as_micros();
+        self.nodes[idx as usize].deadline = micros;
         self.stats.scheduled += 1;
-        let tick = self.expiry_tick(idx);
-        self.insert(idx, tick);
+        self.insert(idx, micros.div_ceil(self.tick_us));
     }
 
     /// Disarms timer `id`; does nothing if it is not scheduled. O(1).
@@ -382,6 +389,7 @@ impl TimerWheel {
     }
 
     /// Puts unlinked timer `idx`, due at `tick`, into the list where it belongs relative to the wheel's time.
+    #[inline(always)]
     fn insert(&mut self, idx: u32, tick: u64) {
         let head = if tick <= self.cur {
             self.due()
@@ -389,7 +397,7 @@ impl TimerWheel {
             // The highest digit in which `tick` and `cur` differ picks the level; `tick` is larger there.
             let b = self.config.slots_log2;
             let highest_bit = 63 - (self.cur ^ tick).leading_zeros();
-            let level = highest_bit / b;
+            let level = u32::from(self.level_of_bit[highest_bit as usize & 63]);
             if level >= self.config.levels {
                 self.overflow()
             } else {
@@ -479,6 +487,7 @@ impl TimerWheel {
     }
 
     /// Takes timer `idx` out of its list, clearing the slot's occupancy bit if the list empties.
+    #[inline(always)]
     fn unlink(&mut self, idx: u32) {
         let Node { next, prev, .. } = self.nodes[idx as usize];
         self.nodes[prev as usize].next = next;

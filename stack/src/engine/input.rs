@@ -505,11 +505,20 @@ impl Engine {
     }
 
     /// Seventh (sixth, URG, is ignored: RFC 9293 MUST-30 needs only that it not break anything): data.
+    ///
+    /// The test for a segment without data is inlined into the callers (half the segments of a short connection
+    /// carry none); the rest is [`Engine::process_payload`].
+    #[inline(always)]
     fn process_data(&mut self, now: Instant, index: u32, seg: &TcpRepr) -> Step {
-        let tcb = &mut self.conns[index as usize];
         if seg.payload.is_empty() {
             return Step::Continue;
         }
+        self.process_payload(now, index, seg)
+    }
+
+    /// [`Engine::process_data`] for a segment that carries data.
+    fn process_payload(&mut self, now: Instant, index: u32, seg: &TcpRepr) -> Step {
+        let tcb = &mut self.conns[index as usize];
         if !matches!(tcb.state, State::Established | State::FinWait1 | State::FinWait2) {
             // After the peer's FIN no data can be new (CLOSE-WAIT, CLOSING, LAST-ACK): ignore it.
             return Step::Continue;
@@ -542,9 +551,14 @@ impl Engine {
             }
             self.counters.data_in_order += 1;
             let had_holes = !tcb.ooo.is_empty();
-            tcb.ooo.advance(n as u32);
-            let filled = tcb.ooo.remove_front();
-            let filled = tcb.rx.commit(filled as usize);
+            // Without holes there is nothing to move past or fill (both assembler calls would be no-ops).
+            let filled = if had_holes {
+                tcb.ooo.advance(n as u32);
+                let filled = tcb.ooo.remove_front();
+                tcb.rx.commit(filled as usize)
+            } else {
+                0
+            };
             tcb.rcv_nxt += (n + filled) as u32;
             // ACK policy: at once when a hole fills or every second full segment; else delayed (RFC 9293
             // SHLD-18/19, RFC 5681 §4.2).
@@ -576,7 +590,19 @@ impl Engine {
     }
 
     /// Eighth: the FIN bit.
-    fn process_fin(&mut self, _now: Instant, index: u32, seg: &TcpRepr) -> Step {
+    ///
+    /// A segment without FIN on a connection with no FIN pending is let through inline; the rest is
+    /// [`Engine::process_fin_bit`].
+    #[inline(always)]
+    fn process_fin(&mut self, now: Instant, index: u32, seg: &TcpRepr) -> Step {
+        if !seg.flags.fin() && self.conns[index as usize].fin_pending.is_none() {
+            return Step::Continue;
+        }
+        self.process_fin_bit(now, index, seg)
+    }
+
+    /// [`Engine::process_fin`] for a segment with FIN, or while a FIN beyond a hole is pending.
+    fn process_fin_bit(&mut self, _now: Instant, index: u32, seg: &TcpRepr) -> Step {
         let tcb = &mut self.conns[index as usize];
         if seg.flags.fin() {
             let fin_seq = seg.seq + u32::from(seg.flags.syn()) + seg.payload.len() as u32;
@@ -688,6 +714,7 @@ impl Engine {
 
 /// The peer's SYN synchronizes us (RFC 9293 §3.10.7.2-3): IRS and RCV.NXT from its sequence number,
 /// SND.WND <- SEG.WND (never scaled in a SYN, RFC 7323 §2.2), SND.WL1 <- SEG.SEQ, and the options.
+#[inline]
 fn take_peer_syn(tcb: &mut Tcb, seg: &TcpRepr, config: &super::EngineConfig) {
     tcb.irs = seg.seq;
     tcb.rcv_nxt = seg.seq + 1;

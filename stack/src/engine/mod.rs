@@ -549,6 +549,7 @@ impl Engine {
 
     // ----- slab, dirty list, timers --------------------------------------------------------------------------
 
+    #[inline]
     fn mark_dirty(&mut self, index: u32) {
         let flags = &mut self.conns[index as usize].flags;
         if !flags.contains(Flags::DIRTY) {
@@ -565,9 +566,30 @@ impl Engine {
     /// and the connection is rearmed on the next `poll_transmit`. A connection left without any deadline has its
     /// timer cancelled, so idle connections cost the wheel nothing (a million of them would otherwise each wake
     /// once for nothing).
-    fn rearm(&mut self, index: u32) {
+    ///
+    /// The first arm of a handshake (our SYN or SYN-ACK just went out) is no later than `RTO.min` from now. Every
+    /// RTO the connection sets afterwards is at least that far off (RFC 6298 §2.4: the RTO is never below its
+    /// minimum), so the first data segment's RTO, which usually replaces the 1 s initial one (§2.1) with an earlier
+    /// deadline, needs no reschedule: a short connection saves a wheel move on each side. The RTO itself still
+    /// fires exactly when due; the price is one early wakeup that finds nothing due, once per connection, when
+    /// the handshake or the connection outlasts `RTO.min`.
+    #[inline]
+    fn rearm(&mut self, now: Instant, index: u32) {
         let id = TimerId(index);
-        match self.conns[index as usize].next_deadline() {
+        let min_rto = self.rto_bounds.min_micros();
+        let tcb = &mut self.conns[index as usize];
+        let next = tcb.next_deadline();
+        let next = match next {
+            Some(at)
+                if matches!(tcb.state, State::SynSent | State::SynReceived)
+                    && !tcb.flags.contains(Flags::HANDSHAKE_WAKE) =>
+            {
+                tcb.flags.insert(Flags::HANDSHAKE_WAKE);
+                Some(at.min(Instant::from_micros(now.as_micros().saturating_add(min_rto))))
+            }
+            other => other,
+        };
+        match next {
             Some(at) => {
                 if self.wheel.deadline(id).is_none_or(|armed| armed > at) {
                     self.wheel.schedule(id, at);
@@ -866,7 +888,7 @@ impl Engine {
             }
             self.transmit_conn(now, index, tx);
             if self.conns[index as usize].state != State::Listen {
-                self.rearm(index);
+                self.rearm(now, index);
             }
         }
         self.dirty.clear();

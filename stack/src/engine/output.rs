@@ -45,12 +45,12 @@ impl Engine {
             let Some(plan) = self.plan_segment(now, index) else {
                 break;
             };
-            if !self.emit_plan(now, index, &plan, tx) {
+            let Some(window) = self.emit_plan(now, index, &plan, tx) else {
                 // The ring is full: keep the connection dirty for the next poll; nothing was committed.
                 self.mark_dirty(index);
                 break;
-            }
-            self.commit_plan(now, index, &plan);
+            };
+            self.commit_plan(now, index, &plan, window);
             // Only a retransmission, or new data that did not take all there was (no PSH: see plan_segment), can
             // be followed by more: a SYN, a bare ACK, a FIN, a probe or the last of the data leave nothing for
             // the next round of planning.
@@ -62,6 +62,10 @@ impl Engine {
     }
 
     /// Decides the next segment, without changing any state.
+    ///
+    /// Inlined into [`Engine::transmit_conn`], its only caller (and [`Engine::commit_plan`] into its two): a call
+    /// each per segment cost more in saved and restored registers than the bodies themselves.
+    #[inline(always)]
     fn plan_segment(&mut self, now: Instant, index: u32) -> Option<Plan> {
         let tcb = &mut self.conns[index as usize];
         let ack_flag = TcpFlags::ACK;
@@ -183,11 +187,12 @@ impl Engine {
         ack_only(tcb)
     }
 
-    /// Writes the planned segment into a transmit frame. Returns false when the sink had no room.
+    /// Writes the planned segment into a transmit frame. Returns the window field it advertised, for
+    /// [`Engine::commit_plan`] (computed once per segment), or `None` when the sink had no room.
     ///
     /// The frame goes straight from plain values through [`tcp_writer::write_frame`] (headers at fixed offsets,
     /// one checksum pass over header and payload) rather than through a `TcpRepr` and the per-layer emits.
-    fn emit_plan<S: TxSink>(&mut self, now: Instant, index: u32, plan: &Plan, tx: &mut S) -> bool {
+    fn emit_plan<S: TxSink>(&mut self, now: Instant, index: u32, plan: &Plan, tx: &mut S) -> Option<u16> {
         let ident = self.next_ident();
         let src_mac = self.config.mac;
         let config_mss = self.config.mss;
@@ -200,8 +205,9 @@ impl Engine {
         });
         // Filled only when there is something to SACK: most segments carry none.
         let mut blocks;
+        let any;
         let options = if syn {
-            SegmentOptions::Any(TcpOptions {
+            any = TcpOptions {
                 mss: Some(config_mss),
                 // In a SYN everything configured; in a SYN-ACK only what the peer offered (negotiation cleared
                 // the rest).
@@ -209,7 +215,8 @@ impl Engine {
                 sack_permitted: tcb.sack_ok,
                 timestamps,
                 sack_blocks: &[],
-            })
+            };
+            SegmentOptions::Any(&any)
         } else if tcb.sack_ok && !tcb.ooo.is_empty() {
             blocks = SackBlocks::new();
             for (left, right) in tcb.ooo.sack_blocks(tcb.rcv_nxt) {
@@ -217,21 +224,23 @@ impl Engine {
                     break;
                 }
             }
-            SegmentOptions::Any(TcpOptions {
+            any = TcpOptions {
                 timestamps,
                 sack_blocks: blocks.as_slice(),
                 ..TcpOptions::default()
-            })
+            };
+            SegmentOptions::Any(&any)
         } else {
             SegmentOptions::Timestamps(timestamps)
         };
+        let window = window_field(tcb);
         let header = SegmentHeader {
             src_port: tcb.key.local_port,
             dst_port: tcb.key.remote_port,
             seq: plan.seq,
             ack: tcb.rcv_nxt,
             flags: plan.flags,
-            window: window_field(tcb),
+            window,
             options,
         };
         let (first, second) = if plan.data_len == 0 {
@@ -254,11 +263,13 @@ impl Engine {
         if sent {
             self.counters.tcp_tx_segments += 1;
         }
-        sent
+        sent.then_some(window)
     }
 
-    /// Commits a segment that went out: sequence numbers, timers, transitions on FIN.
-    fn commit_plan(&mut self, now: Instant, index: u32, plan: &Plan) {
+    /// Commits a segment that went out: sequence numbers, timers, transitions on FIN. `window` is the window
+    /// field the segment carried (see [`Engine::emit_plan`]).
+    #[inline(always)]
+    fn commit_plan(&mut self, now: Instant, index: u32, plan: &Plan, window: u16) {
         let rto_bounds = self.rto_bounds;
         let tcb = &mut self.conns[index as usize];
         if plan.retransmit {
@@ -270,7 +281,7 @@ impl Engine {
             tcb.flags.remove(Flags::WINDOW_UPDATE);
             tcb.delack_at = Deadline::NONE;
             tcb.unacked_segments = 0;
-            let adv = tcb.rcv_nxt + (u32::from(window_field(tcb)) << tcb.rcv_shift);
+            let adv = tcb.rcv_nxt + (u32::from(window) << tcb.rcv_shift);
             if adv.diff(tcb.rcv_adv) > 0 {
                 tcb.rcv_adv = adv;
             }
@@ -320,8 +331,8 @@ impl Engine {
             next: None,
             retransmit: false,
         };
-        if self.emit_plan(now, index, &plan, tx) {
-            self.commit_plan(now, index, &plan);
+        if let Some(window) = self.emit_plan(now, index, &plan, tx) {
+            self.commit_plan(now, index, &plan, window);
         }
     }
 

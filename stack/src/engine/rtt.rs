@@ -41,6 +41,12 @@ impl RtoBounds {
             max: micros(max),
         }
     }
+
+    /// The lower bound in microseconds: no RTO the estimator computes is shorter.
+    #[inline]
+    pub(crate) fn min_micros(self) -> u64 {
+        u64::from(self.min)
+    }
 }
 
 impl RttEstimator {

@@ -132,6 +132,8 @@ impl Flags {
     pub const PROBE: Flags = Flags(1 << 12);
     /// Send a keep-alive probe.
     pub const KEEPALIVE_PROBE: Flags = Flags(1 << 13);
+    /// The wheel was armed early once for the handshake (see `Engine::rearm`); never again for this connection.
+    pub const HANDSHAKE_WAKE: Flags = Flags(1 << 14);
 
     #[inline]
     pub fn contains(self, other: Flags) -> bool {

@@ -102,8 +102,9 @@ impl SegmentHeader<'_> {
 pub enum SegmentOptions<'a> {
     /// NOP NOP TS, or no options at all.
     Timestamps(Option<TcpTimestamps>),
-    /// Any combination (SYNs, SACK blocks).
-    Any(TcpOptions<'a>),
+    /// Any combination (SYNs, SACK blocks), by reference: the enum stays two words, which the hot path passes
+    /// and matches in registers rather than copying a whole `TcpOptions` around for the rare shape.
+    Any(&'a TcpOptions<'a>),
 }
 
 impl Default for SegmentOptions<'_> {
@@ -121,7 +122,7 @@ impl<'a> SegmentOptions<'a> {
                 timestamps,
                 ..TcpOptions::default()
             },
-            SegmentOptions::Any(options) => options,
+            SegmentOptions::Any(options) => *options,
         }
     }
 
@@ -163,14 +164,7 @@ impl<'a> SegmentOptions<'a> {
                 Some(u64::from(kind_len) + u64::from(ts.tsval) + u64::from(ts.tsecr))
             }
             SegmentOptions::Any(options) => {
-                write_options_slow(
-                    out,
-                    options.mss,
-                    options.window_scale,
-                    options.sack_permitted,
-                    options.timestamps,
-                    options.sack_blocks,
-                );
+                write_options_slow(out, options);
                 None
             }
         }
@@ -249,25 +243,48 @@ impl TcpOptions<'_> {
 
 /// [`SegmentOptions::write`] for every combination but the hot one (SYNs, SACK blocks): a cursor over 4-byte words.
 ///
-/// Out of line, and taking the options as scalars so that the hot path neither carries its code nor keeps a
-/// `TcpOptions` in memory for it.
+/// Out of line, so that the hot path does not carry its code.
+///
+/// The SYN and SYN-ACK of every connection between synack and Linux peers carry all four SYN options: that
+/// layout (20 bytes: MSS; SACK-permitted and TS; NOP and WS) is stored whole, without the cursor.
 #[inline(never)]
-fn write_options_slow(
-    out: &mut [u8],
-    mss: Option<u16>,
-    window_scale: Option<u8>,
-    sack_permitted: bool,
-    timestamps: Option<TcpTimestamps>,
-    sack_blocks: &[(SeqNum, SeqNum)],
-) {
-    let options = TcpOptions {
-        mss,
-        window_scale,
-        sack_permitted,
-        timestamps,
-        sack_blocks,
-    };
-    write_options(out, &options);
+fn write_options_slow(out: &mut [u8], options: &TcpOptions<'_>) {
+    if let (Some(mss), true, Some(ts), Some(shift), []) = (
+        options.mss,
+        options.sack_permitted,
+        options.timestamps,
+        options.window_scale,
+        options.sack_blocks,
+    ) && let Ok(out) = <&mut [u8; MSS_LEN + TIMESTAMPS_LEN + WINDOW_SCALE_LEN]>::try_from(&mut *out)
+    {
+        let [m0, m1] = mss.to_be_bytes();
+        let [a, b, c, d] = ts.tsval.to_be_bytes();
+        let [e, f, g, h] = ts.tsecr.to_be_bytes();
+        *out = [
+            KIND_MSS,
+            4,
+            m0,
+            m1,
+            KIND_SACK_PERMITTED,
+            2,
+            KIND_TIMESTAMPS,
+            10,
+            a,
+            b,
+            c,
+            d,
+            e,
+            f,
+            g,
+            h,
+            NOP,
+            KIND_WINDOW_SCALE,
+            3,
+            shift,
+        ];
+        return;
+    }
+    write_options(out, options);
 }
 
 /// Writes `options` in Linux's layout (MSS; NOP NOP TS or SACK-permitted + TS; window scale; SACK blocks) into
@@ -413,6 +430,15 @@ pub fn write_frame(
         // The checksum, filled below, and the urgent pointer (never set).
         tcp[16..20].copy_from_slice(&[0; 4]);
     }
+    // Summed before the payload copy (a call): one value, not eight, stays live across it.
+    let fixed_sum = u64::from(u32::from(route.src_addr))
+        + u64::from(u32::from(route.dst_addr))
+        + u64::from(u8::from(IpProtocol::Tcp))
+        + tcp_len as u64
+        + u64::from(ports)
+        + u64::from(header.seq.0)
+        + u64::from(ack)
+        + u64::from(offset_flags_window);
     // The options' sum, when known from the values; otherwise the options are summed with the payload below.
     let options_sum = header.options.write(options);
     let options_len = options.len();
@@ -428,14 +454,6 @@ pub fn write_frame(
     }
     // Pseudo-header and fixed header as 32-bit values (see `write_l2_l3`), and the options if they are known,
     // then what is left (options otherwise, and the payload), which starts at an even offset, from the frame.
-    let fixed_sum = u64::from(u32::from(route.src_addr))
-        + u64::from(u32::from(route.dst_addr))
-        + u64::from(u8::from(IpProtocol::Tcp))
-        + tcp_len as u64
-        + u64::from(ports)
-        + u64::from(header.seq.0)
-        + u64::from(ack)
-        + u64::from(offset_flags_window);
     let (known, unsummed) = match options_sum {
         Some(options_sum) => (fixed_sum + options_sum, rest.get(options_len..).unwrap_or_default()),
         None => (fixed_sum, &rest[..]),
@@ -572,7 +590,7 @@ mod tests {
         for bits in 0..16u8 {
             for flags in [TcpFlags::SYN, TcpFlags::SYN | TcpFlags::ACK] {
                 let mut header = base(flags);
-                header.options = SegmentOptions::Any(TcpOptions {
+                let any = TcpOptions {
                     mss: (bits & 1 != 0).then_some(1460),
                     window_scale: (bits & 2 != 0).then_some(7),
                     sack_permitted: bits & 4 != 0,
@@ -581,7 +599,8 @@ mod tests {
                         tsecr: 0,
                     }),
                     sack_blocks: &[],
-                });
+                };
+                header.options = SegmentOptions::Any(&any);
                 check(&header, &[]);
             }
         }
@@ -601,10 +620,11 @@ mod tests {
                 header.options = SegmentOptions::Timestamps(Some(TS));
                 check(&header, &payload[..len]);
                 // The general path writes the same bytes.
-                header.options = SegmentOptions::Any(TcpOptions {
+                let any = TcpOptions {
                     timestamps: Some(TS),
                     ..TcpOptions::default()
-                });
+                };
+                header.options = SegmentOptions::Any(&any);
                 check(&header, &payload[..len]);
             }
         }
@@ -616,7 +636,8 @@ mod tests {
         for len in [0, 1, 64, 65] {
             let mut header = base(TcpFlags::ACK | TcpFlags::PSH);
             check(&header, &payload[..len]);
-            header.options = SegmentOptions::Any(TcpOptions::default());
+            let any = TcpOptions::default();
+            header.options = SegmentOptions::Any(&any);
             check(&header, &payload[..len]);
         }
     }
@@ -627,11 +648,12 @@ mod tests {
         for n in 1..=4 {
             for timestamps in [None, Some(TS)] {
                 let mut header = base(TcpFlags::ACK);
-                header.options = SegmentOptions::Any(TcpOptions {
+                let any = TcpOptions {
                     timestamps,
                     sack_blocks: &BLOCKS[..n],
                     ..TcpOptions::default()
-                });
+                };
+                header.options = SegmentOptions::Any(&any);
                 // Beside timestamps only three blocks fit (RFC 2018 §3); the fourth is left out like `emit` does.
                 check(&header, &[]);
                 check(&header, payload);
@@ -665,7 +687,7 @@ mod tests {
             ack: SeqNum(0x8d2e_7dfc),
             flags: TcpFlags::ACK | TcpFlags::PSH,
             window: 0x01f6,
-            options: SegmentOptions::Any(TcpOptions {
+            options: SegmentOptions::Any(&TcpOptions {
                 timestamps: Some(TcpTimestamps {
                     tsval: 0x1b2c_3f10,
                     tsecr: 0x7e1f_0b01,
@@ -743,7 +765,7 @@ mod tests {
                 ack: SeqNum(ack),
                 flags: TcpFlags(flags),
                 window,
-                options: SegmentOptions::Any(TcpOptions {
+                options: SegmentOptions::Any(&TcpOptions {
                     mss,
                     window_scale,
                     sack_permitted,
