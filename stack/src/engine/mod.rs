@@ -6,7 +6,9 @@
 //!   `shutdown`, `close`, `abort`);
 //! - outputs: frames written into the caller's [`TxSink`], and [`Event`]s from [`Engine::poll_event`].
 //!
-//! A poll loop runs, per batch: `handle_frame` for each frame; drain `poll_event` and let the application react;
+//! A poll loop runs, per batch: [`Engine::prefetch_frame`] for each frame (optional: a cache hint that overlaps
+//! the flow-table misses of a batch's new connections), then `handle_frame` for each frame; drain `poll_event`
+//! and let the application react;
 //! `handle_timeouts(now)`; then one `poll_transmit(now)`, which sends everything the batch made due. Segments
 //! for one connection are therefore aggregated (RFC 9293 MUST-58, MUST-59): a request that arrives, is read and
 //! answered in the same batch leaves as one segment carrying the ACK and the response.
