@@ -60,7 +60,7 @@ impl State {
     }
 
     /// The edges of the RFC 9293 §3.3.2 state diagram (plus the RST and timeout exits to CLOSED that §3.10
-    /// describes). Every transition goes through [`Tcb::transition`], which checks it against this table.
+    /// describes). Every transition goes through `Tcb::transition`, which checks it against this table.
     pub fn can_become(self, to: State) -> bool {
         use State::*;
         match (self, to) {
