@@ -579,6 +579,15 @@ impl AfXdpDevice {
     }
 }
 
+/// The bytes of a received descriptor's frame within the UMEM, if the descriptor is sane: inside the area and
+/// inside the one frame its address falls in. `receive` counts and skips the others; `peek` skips them too.
+fn rx_frame_range(addr: u64, len: u32, area_len: usize, frame_size: u64) -> Option<core::ops::Range<usize>> {
+    let base = addr - addr % frame_size;
+    let start = usize::try_from(addr).ok()?;
+    let end = start.checked_add(len as usize)?;
+    (end <= area_len && addr + u64::from(len) <= base + frame_size).then_some(start..end)
+}
+
 impl Device for AfXdpDevice {
     type Tx<'a> = AfXdpTx<'a>;
 
@@ -593,17 +602,14 @@ impl Device for AfXdpDevice {
         let mut reader = rx.ring.receive(max);
         let mut n = 0usize;
         while let Some(desc) = reader.read() {
-            let base = desc.addr - desc.addr % frame_size;
-            rx.free.push(base);
-            let start = usize::try_from(desc.addr).unwrap_or(usize::MAX);
-            let end = start.saturating_add(desc.len as usize);
-            if end > area_len || desc.addr + u64::from(desc.len) > base + frame_size {
+            rx.free.push(desc.addr - desc.addr % frame_size);
+            let Some(range) = rx_frame_range(desc.addr, desc.len, area_len, frame_size) else {
                 rx.stats.rx_invalid += 1;
                 continue;
-            }
-            // SAFETY: `start..end` is inside the UMEM and inside one frame that the kernel handed us on the RX
-            // ring; it stays ours (not on the fill ring) until the reader is released below, after `f`.
-            let frame = unsafe { std::slice::from_raw_parts(area.as_ptr().add(start), end - start) };
+            };
+            // SAFETY: `range` is inside the UMEM and inside one frame that the kernel handed us on the RX ring; it
+            // stays ours (not on the fill ring) until the reader is released below, after `f`.
+            let frame = unsafe { std::slice::from_raw_parts(area.as_ptr().add(range.start), range.len()) };
             f(frame, &mut tx);
             n += 1;
         }
@@ -629,15 +635,12 @@ impl Device for AfXdpDevice {
         let max = u32::try_from(max).unwrap_or(u32::MAX).min(rx.fill_size);
         let mut reader = rx.ring.receive(max);
         while let Some(desc) = reader.read() {
-            let base = desc.addr - desc.addr % frame_size;
-            let start = usize::try_from(desc.addr).unwrap_or(usize::MAX);
-            let end = start.saturating_add(desc.len as usize);
-            if end > area_len || desc.addr + u64::from(desc.len) > base + frame_size {
+            let Some(range) = rx_frame_range(desc.addr, desc.len, area_len, frame_size) else {
                 continue; // `receive` counts it
-            }
-            // SAFETY: as in `receive`: `start..end` is inside the UMEM and inside one frame the kernel handed us on
-            // the RX ring; not released, it stays ours (off the fill ring) while `f` reads it.
-            let frame = unsafe { std::slice::from_raw_parts(area.as_ptr().add(start), end - start) };
+            };
+            // SAFETY: as in `receive`: `range` is inside the UMEM and inside one frame the kernel handed us on the
+            // RX ring; not released, it stays ours (off the fill ring) while `f` reads it.
+            let frame = unsafe { std::slice::from_raw_parts(area.as_ptr().add(range.start), range.len()) };
             f(frame);
         }
         // No `release()`: dropping the reader returns the descriptors to the ring for `receive`.
@@ -804,6 +807,19 @@ fn set_tx_budget(fd: i32, budget: u32) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rx_descriptor_outside_its_frame_or_the_umem_is_refused() {
+        // A UMEM of 4 frames of 2048 bytes.
+        let (area, frame) = (4 * 2048, 2048);
+        assert_eq!(rx_frame_range(2048 + 256, 100, area, frame), Some(2304..2404));
+        assert_eq!(rx_frame_range(2048, 2048, area, frame), Some(2048..4096));
+        // Runs into the next frame.
+        assert_eq!(rx_frame_range(2048 + 2000, 100, area, frame), None);
+        // Past the end of the UMEM, and an address that would overflow.
+        assert_eq!(rx_frame_range(4 * 2048, 64, area, frame), None);
+        assert_eq!(rx_frame_range(u64::MAX - 10, 64, area, frame), None);
+    }
 
     #[test]
     fn afxdp_open_missing_interface_is_typed_error() {
