@@ -2,8 +2,8 @@
 //!
 //! The flow table of an engine holding a million connections spans tens of MiB, and each new 4-tuple lands on a
 //! random cache line of it. With 4 KiB pages each such access also misses the TLB, and the page walk itself
-//! misses cache: at 1M held connections that was about half of the extra cost per life cycle. 2 MiB pages put
-//! the whole table in a few dozen TLB entries.
+//! misses cache (how much of the 1M-held cost that was is not measured apart: this VM has no hardware counters).
+//! 2 MiB pages put the whole table in a few dozen TLB entries.
 //!
 //! [`HugePageAlloc`] maps allocations of at least [`HUGE_PAGE`] bytes directly (`mmap`), aligned to a huge page and
 //! marked `madvise(MADV_HUGEPAGE)`: transparent huge pages back them when the system's THP setting is `always` or
