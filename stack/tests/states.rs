@@ -711,6 +711,50 @@ fn time_wait_fin_again_is_reacked() {
     assert_eq!(h.engine.time_wait_count(), 0);
 }
 
+/// A restarted wait moves the record to the tail of the TIME-WAIT ring when another record is behind it: the
+/// 4-tuple still finds it, the other record keeps its own, and each expires 2*MSL after its last FIN.
+#[test]
+fn time_wait_fin_again_finds_the_moved_record() {
+    let (mut h, y) = time_wait();
+    // A second connection, from the next peer port, into TIME-WAIT behind the first.
+    let other = |repr: TcpRepr<'static>| TcpRepr {
+        src_port: Port(PEER_PORT + 1),
+        ..repr
+    };
+    let y2 = h.send(other(syn(X)))[0].seq;
+    h.send(other(seg(ACK, X + 1, y2 + 1)));
+    let conn2 = h.events.pop().unwrap().conn;
+    h.engine.close(conn2).unwrap();
+    h.poll();
+    h.send(other(seg(TcpFlags::FIN | ACK, X + 1, y2 + 2)));
+    assert_eq!(h.engine.time_wait_count(), 2);
+
+    h.advance(MSL);
+    for _ in 0..2 {
+        let out = h.send(seg(TcpFlags::FIN | ACK, X + 1, y + 2));
+        assert_eq!(flags(&out), vec![ACK]);
+        assert_eq!(
+            (out[0].seq, out[0].ack),
+            (y + 2, X + 2),
+            "the first connection's record answers"
+        );
+    }
+    let out = h.send(other(seg(TcpFlags::FIN | ACK, X + 1, y2 + 2)));
+    assert_eq!(
+        (out[0].seq, out[0].ack),
+        (y2 + 2, X + 2),
+        "the second record is where it was"
+    );
+    // The second record restarted last: both now end 2*MSL after this point.
+    h.advance(MSL * 2 - Duration::from_millis(5));
+    assert_eq!(h.engine.time_wait_count(), 2);
+    h.advance(Duration::from_millis(10));
+    assert_eq!(h.engine.time_wait_count(), 0);
+    assert_eq!(h.engine.counters().time_wait_expired, 2);
+    let out = h.send(seg(TcpFlags::FIN | ACK, X + 1, y + 2));
+    assert_eq!(flags(&out), vec![TcpFlags::RST], "no record left for the 4-tuple");
+}
+
 /// RFC 1337: a RST does not end TIME-WAIT.
 #[test]
 fn time_wait_rst_is_ignored() {
