@@ -763,9 +763,10 @@ impl Engine {
     }
 
     /// Ends the TIME-WAIT records whose 2*MSL has passed, oldest first, in batches: each record and its
-    /// flow-table entry were written 2*MSL ago and are long out of cache. The records are read in ring order
-    /// (which the hardware prefetcher follows); a first pass prefetches the batch's flow buckets so that their
-    /// misses overlap instead of coming one after another.
+    /// flow-table entry were written 2*MSL ago and are long out of cache. A first pass over a batch prefetches
+    /// its flow buckets so that their misses overlap instead of coming one after another; at the end, the records
+    /// next in line are prefetched for the next call (a few expire per poll round, too few for the hardware
+    /// prefetcher to pick up the ring's order).
     fn expire_time_wait(&mut self, now: Instant) {
         const BATCH: usize = 32;
         loop {
@@ -782,6 +783,7 @@ impl Engine {
                 self.counters.time_wait_expired += 1;
             }
             if due < BATCH {
+                self.time_wait.prefetch_next(BATCH as u32);
                 return;
             }
         }
@@ -809,6 +811,10 @@ impl Engine {
         now.saturating_since(entered) >= delay
     }
 
+    /// How many ports ahead of the one it picks `pick_port` prefetches a flow bucket. One port ahead left half of
+    /// `connect`'s time in that bucket's miss when connects come in a burst (a load generator's round).
+    const PORT_PREFETCH_AHEAD: u32 = 8;
+
     /// Picks a local port for `key` from the ephemeral range: the first one whose 4-tuple is free or in a
     /// reusable TIME-WAIT.
     fn pick_port(&mut self, now: Instant, key: FlowKey) -> Result<Port, Error> {
@@ -831,10 +837,13 @@ impl Engine {
             };
             match self.flows.get(&candidate) {
                 None => {
-                    // A load generator's next connection most likely goes to the same peer from the next port:
-                    // start its bucket's (random, likely cold) line on its way now.
+                    // A load generator's next connections most likely go to the same peer from the next ports:
+                    // start the bucket (random, likely cold) of the port a few connects ahead on its way now, so
+                    // it has arrived when that connect probes it. One prefetch per connect covers every port.
+                    let ahead = u32::from(port - lo) + Self::PORT_PREFETCH_AHEAD;
+                    let ahead = if ahead >= span { ahead % span } else { ahead };
                     self.flows.prefetch(&FlowKey {
-                        local_port: Port(next),
+                        local_port: Port(lo + ahead as u16),
                         ..key
                     });
                     return Ok(Port(port));

@@ -107,6 +107,16 @@ impl TimeWaitTable {
         self.records.get(index as usize).filter(|r| r.is_live())
     }
 
+    /// Starts bringing the next `count` records from the head into cache.
+    #[inline]
+    pub(crate) fn prefetch_next(&self, count: u32) {
+        for offset in 0..count.min(self.occupied) {
+            if let Some(record) = self.records.get(self.slot(offset) as usize) {
+                crate::mem::prefetch(record);
+            }
+        }
+    }
+
     /// Removes the live record at `index` (the caller removes its flow-table entry); `false` if there is none.
     pub(crate) fn remove(&mut self, index: u32) -> bool {
         let Some(record) = self.records.get_mut(index as usize).filter(|r| r.is_live()) else {
