@@ -769,6 +769,7 @@ impl Engine {
     /// prefetcher to pick up the ring's order).
     fn expire_time_wait(&mut self, now: Instant) {
         const BATCH: usize = 32;
+        let mut expired = 0;
         loop {
             let mut due = 0;
             for record in self.time_wait.expired(now, BATCH) {
@@ -781,9 +782,11 @@ impl Engine {
                 };
                 self.flows.remove_if(&record.key, FlowSlot::TimeWait(tw));
                 self.counters.time_wait_expired += 1;
+                expired += 1;
             }
             if due < BATCH {
-                self.time_wait.prefetch_next(BATCH as u32);
+                // As many as expired now: records entered TIME-WAIT at about the rate they leave it.
+                self.time_wait.prefetch_next(expired.min(BATCH as u32));
                 return;
             }
         }

@@ -98,6 +98,11 @@ impl TimeWaitTable {
         }
         self.occupied += 1;
         self.live += 1;
+        // The tail walks the whole ring, so the next record's slot was last written a lap ago and is cold: start
+        // it on its way now rather than miss on it at the next insert.
+        if let Some(next) = self.records.get(self.slot(self.occupied) as usize) {
+            crate::mem::prefetch(next);
+        }
         Some(index)
     }
 
