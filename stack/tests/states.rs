@@ -711,10 +711,10 @@ fn time_wait_fin_again_is_reacked() {
     assert_eq!(h.engine.time_wait_count(), 0);
 }
 
-/// A restarted wait moves the record to the tail of the TIME-WAIT ring when another record is behind it: the
-/// 4-tuple still finds it, the other record keeps its own, and each expires 2*MSL after its last FIN.
+/// Two TIME-WAIT records, each restarted by its peer's FIN: each 4-tuple keeps finding its own record, and each
+/// record expires 2*MSL after its last FIN, then its 4-tuple is free.
 #[test]
-fn time_wait_fin_again_finds_the_moved_record() {
+fn time_wait_fin_again_restarts_each_record_on_its_own() {
     let (mut h, y) = time_wait();
     // A second connection, from the next peer port, into TIME-WAIT behind the first.
     let other = |repr: TcpRepr<'static>| TcpRepr {

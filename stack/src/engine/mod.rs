@@ -140,7 +140,7 @@ pub struct Footprint {
     /// One flow-table entry: packed 4-tuple and slot. The table has room for at least two per entry it may
     /// hold (in 64-byte buckets of four, a power of two of them), so probes stay short.
     pub flow_entry: usize,
-    /// One timer-wheel node (one per connection slot; TIME-WAIT records need none, see `time_wait.rs`).
+    /// One timer-wheel node (one per connection slot and per TIME-WAIT record).
     pub timer_node: usize,
     /// One TIME-WAIT record.
     pub time_wait_record: usize,
@@ -186,7 +186,7 @@ impl Engine {
     ) -> Result<Engine, BuildError> {
         config.validate()?;
         let max_conns = config.max_connections;
-        let flows = max_conns + config.max_time_wait;
+        let timers = max_conns + config.max_time_wait;
         let event_capacity = if config.event_capacity == 0 {
             max_conns.saturating_mul(4).saturating_add(64)
         } else {
@@ -207,17 +207,17 @@ impl Engine {
             rcv_shift += 1;
         }
         Ok(Engine {
-            flows: FlowTable::new(flows, FlowHasher::new(hash_secret.clone())),
+            flows: FlowTable::new(timers, FlowHasher::new(hash_secret.clone())),
             time_wait: TimeWaitTable::new(config.max_time_wait),
             listeners: Vec::with_capacity(config.max_listeners),
-            wheel: TimerWheel::new(max_conns, config.timer, now),
+            wheel: TimerWheel::new(timers, config.timer, now),
             isn: IsnGenerator::new(isn_secret),
             events: VecDeque::with_capacity(event_capacity),
             event_capacity,
             dirty: Vec::with_capacity(max_conns),
             pending_rsts: Vec::with_capacity(max_conns.min(65536)),
             pending_arps: Vec::with_capacity(max_conns.min(4096)),
-            expired: Vec::with_capacity(max_conns),
+            expired: Vec::with_capacity(timers),
             neighbors: net::NeighborCache::new(1024, FlowHasher::new(hash_secret)),
             counters: Counters::default(),
             challenge: ChallengeLimiter { second: 0, sent: 0 },
@@ -255,9 +255,9 @@ impl Engine {
         self.time_wait.len()
     }
 
-    /// Timers pending: those in the wheel, and one expiry per TIME-WAIT record.
+    /// Timers pending in the wheel.
     pub fn timer_count(&self) -> usize {
-        self.wheel.len() + self.time_wait.len()
+        self.wheel.len()
     }
 
     /// Buffers free in the pool.
@@ -272,10 +272,7 @@ impl Engine {
 
     /// The next time [`Engine::handle_timeouts`] has work, if any (never later than the earliest deadline).
     pub fn poll_timeout(&self) -> Option<Instant> {
-        match (self.wheel.next_deadline(), self.time_wait.next_expiry()) {
-            (Some(wheel), Some(time_wait)) => Some(wheel.min(time_wait)),
-            (wheel, time_wait) => wheel.or(time_wait),
-        }
+        self.wheel.next_deadline()
     }
 
     /// The next application event.
@@ -369,7 +366,7 @@ impl Engine {
         } else {
             match self.flows.get(&key) {
                 None => {}
-                Some(FlowSlot::TimeWait(tw)) if self.time_wait_reusable(now, tw) => self.reuse_time_wait(tw),
+                Some(FlowSlot::TimeWait(tw)) if self.time_wait_reusable(now, tw) => self.drop_time_wait(tw, true),
                 Some(_) => return Err(Error::PortInUse),
             }
         }
@@ -702,7 +699,7 @@ impl Engine {
     }
 
     /// Moves a connection whose FINs are both acknowledged into a compact TIME-WAIT record (RFC 9293 §3.10.7.4,
-    /// MUST-13), releasing its control block. The record expires 2*MSL from now (see `handle_timeouts`).
+    /// MUST-13), releasing its control block.
     fn enter_time_wait(&mut self, now: Instant, index: u32) {
         self.counters.time_wait_entered += 1;
         let tcb = &self.conns[index as usize];
@@ -714,7 +711,6 @@ impl Engine {
             ts_offset: tcb.ts.map_or(0, |t| t.offset),
             window: output::window_field(tcb),
             remote_mac: tcb.remote_mac,
-            expires: now + self.time_wait_span,
         };
         let key = tcb.key;
         let tw = if self.config.msl.is_zero() {
@@ -731,6 +727,7 @@ impl Engine {
             // The record takes the connection's place in the flow table: one probe, no remove and insert.
             Some(tw) if self.flows.replace(&key, FlowSlot::Conn(index), FlowSlot::TimeWait(tw)) => {
                 self.end_conn(index, CloseReason::Normal);
+                self.wheel.schedule(self.time_wait_timer(tw), now + self.time_wait_span);
             }
             Some(tw) => {
                 // No entry to take over (cannot happen for a live connection); keep the table consistent.
@@ -742,53 +739,22 @@ impl Engine {
         }
     }
 
-    /// Removes a TIME-WAIT record whose 4-tuple a new connection takes (RFC 6191).
-    fn reuse_time_wait(&mut self, tw: u32) {
+    fn time_wait_timer(&self, tw: u32) -> TimerId {
+        TimerId(self.config.max_connections as u32 + tw)
+    }
+
+    /// Removes a TIME-WAIT record (expired, or replaced by a new connection).
+    fn drop_time_wait(&mut self, tw: u32, reused: bool) {
         if let Some(record) = self.time_wait.get(tw) {
             let key = record.key;
             self.flows.remove_if(&key, FlowSlot::TimeWait(tw));
-            self.time_wait.remove(tw);
+        }
+        self.wheel.cancel(self.time_wait_timer(tw));
+        self.time_wait.remove(tw);
+        if reused {
             self.counters.time_wait_reused += 1;
-        }
-    }
-
-    /// Restarts a TIME-WAIT record's 2*MSL wait (RFC 9293 §3.10.7.4: the peer's FIN came again).
-    fn restart_time_wait(&mut self, now: Instant, tw: u32, key: &FlowKey) {
-        if let Some(moved) = self.time_wait.restart(tw, now + self.time_wait_span) {
-            if moved != tw {
-                self.flows
-                    .replace(key, FlowSlot::TimeWait(tw), FlowSlot::TimeWait(moved));
-            }
-        }
-    }
-
-    /// Ends the TIME-WAIT records whose 2*MSL has passed, oldest first, in batches: each record and its
-    /// flow-table entry were written 2*MSL ago and are long out of cache. A first pass over a batch prefetches
-    /// its flow buckets so that their misses overlap instead of coming one after another; at the end, the records
-    /// next in line are prefetched for the next call (a few expire per poll round, too few for the hardware
-    /// prefetcher to pick up the ring's order).
-    fn expire_time_wait(&mut self, now: Instant) {
-        const BATCH: usize = 32;
-        let mut expired = 0;
-        loop {
-            let mut due = 0;
-            for record in self.time_wait.expired(now, BATCH) {
-                self.flows.prefetch(&record.key);
-                due += 1;
-            }
-            for _ in 0..due {
-                let Some((tw, record)) = self.time_wait.pop_expired(now) else {
-                    break;
-                };
-                self.flows.remove_if(&record.key, FlowSlot::TimeWait(tw));
-                self.counters.time_wait_expired += 1;
-                expired += 1;
-            }
-            if due < BATCH {
-                // As many as expired now: records entered TIME-WAIT at about the rate they leave it.
-                self.time_wait.prefetch_next(expired.min(BATCH as u32));
-                return;
-            }
+        } else {
+            self.counters.time_wait_expired += 1;
         }
     }
 
@@ -805,13 +771,17 @@ impl Engine {
         if record.ts_recent.is_none() {
             return false;
         }
-        // When the record entered TIME-WAIT, or last restarted its wait.
-        let entered = record.expires - self.time_wait_span;
-        let delay = self
-            .config
-            .time_wait_reuse_delay
-            .max(core::time::Duration::from_millis(1));
-        now.saturating_since(entered) >= delay
+        match self.wheel.deadline(self.time_wait_timer(tw)) {
+            Some(expiry) => {
+                let entered = expiry - self.time_wait_span;
+                let delay = self
+                    .config
+                    .time_wait_reuse_delay
+                    .max(core::time::Duration::from_millis(1));
+                now.saturating_since(entered) >= delay
+            }
+            None => true,
+        }
     }
 
     /// How many ports ahead of the one it picks `pick_port` prefetches a flow bucket. One port ahead left half of
@@ -852,7 +822,7 @@ impl Engine {
                     return Ok(Port(port));
                 }
                 Some(FlowSlot::TimeWait(tw)) if self.time_wait_reusable(now, tw) => {
-                    self.reuse_time_wait(tw);
+                    self.drop_time_wait(tw, true);
                     return Ok(Port(port));
                 }
                 Some(_) => {}
@@ -889,12 +859,33 @@ impl Engine {
         self.clock = self.clock.max(now);
         let mut expired = core::mem::take(&mut self.expired);
         self.wheel.advance(now, |id| expired.push(id));
+        let max_conns = self.config.max_connections as u32;
+        if expired.len() > 1 {
+            self.prefetch_time_wait_expiry(&expired);
+        }
         for id in expired.drain(..) {
-            self.on_conn_timer(now, id.0);
+            if id.0 >= max_conns {
+                self.drop_time_wait(id.0 - max_conns, false);
+            } else {
+                self.on_conn_timer(now, id.0);
+            }
         }
         self.expired = expired;
-        if self.time_wait.next_expiry().is_some_and(|at| at <= now) {
-            self.expire_time_wait(now);
+    }
+
+    /// TIME-WAIT records expire in batches (those that entered TIME-WAIT in the same tick), each a record and a
+    /// flow-table entry written 2*MSL ago and long out of cache. Two prefetch passes overlap those misses
+    /// instead of taking them one after another: the records first, then (their keys at hand) the flow buckets.
+    fn prefetch_time_wait_expiry(&self, expired: &[TimerId]) {
+        let max_conns = self.config.max_connections as u32;
+        let records = || expired.iter().filter_map(|id| id.0.checked_sub(max_conns));
+        for tw in records() {
+            self.time_wait.prefetch(tw);
+        }
+        for tw in records() {
+            if let Some(record) = self.time_wait.get(tw) {
+                self.flows.prefetch(&record.key);
+            }
         }
     }
 
