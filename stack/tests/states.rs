@@ -716,7 +716,7 @@ fn time_wait_fin_again_is_reacked() {
 #[test]
 fn time_wait_fin_again_restarts_each_record_on_its_own() {
     let (mut h, y) = time_wait();
-    // A second connection, from the next peer port, into TIME-WAIT behind the first.
+    // A second connection, from the next peer port, into TIME-WAIT too.
     let other = |repr: TcpRepr<'static>| TcpRepr {
         src_port: Port(PEER_PORT + 1),
         ..repr
@@ -743,7 +743,7 @@ fn time_wait_fin_again_restarts_each_record_on_its_own() {
     assert_eq!(
         (out[0].seq, out[0].ack),
         (y2 + 2, X + 2),
-        "the second record is where it was"
+        "the second record answers for its own 4-tuple"
     );
     // The second record restarted last: both now end 2*MSL after this point.
     h.advance(MSL * 2 - Duration::from_millis(5));
