@@ -211,8 +211,8 @@ fn main() {
 
     let f = Footprint::of_this_build();
     println!(
-        "memory: control block {} B, flow entry {} B (room for 2 per entry allowed), timer node {} B, TIME-WAIT record {} B",
-        f.control_block, f.flow_entry, f.timer_node, f.time_wait_record
+        "memory: control block {} B, flow entry {} B (room for 2 per entry allowed), timer node {} B (per connection slot), TIME-WAIT record {} B + {} B of expiry queue",
+        f.control_block, f.flow_entry, f.timer_node, f.time_wait_record, f.time_wait_queue
     );
     for s in &scenarios {
         // Both engines hold each idle connection; only the client holds the TIME-WAIT records.

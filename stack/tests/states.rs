@@ -775,6 +775,22 @@ fn time_wait_expires_after_two_msl() {
     assert_eq!(h.engine.timer_count(), 0);
 }
 
+/// A poll loop sleeps until `poll_timeout`: with only a TIME-WAIT record left it names the record's expiry, 2*MSL
+/// after the wait began to the microsecond, and the record goes at that instant and not one microsecond before.
+#[test]
+fn time_wait_poll_timeout_is_its_expiry() {
+    let (mut h, _) = time_wait();
+    let expiry = h.now + MSL * 2;
+    assert_eq!(h.engine.poll_timeout(), Some(expiry));
+    h.now = expiry - Duration::from_micros(1);
+    h.poll();
+    assert_eq!(h.engine.time_wait_count(), 1);
+    h.now = expiry;
+    h.poll();
+    assert_eq!(h.engine.time_wait_count(), 0);
+    assert_eq!(h.engine.poll_timeout(), None);
+}
+
 /// RFC 6191 (no timestamps): a new SYN above the old RCV.NXT reopens the 4-tuple from TIME-WAIT; a lower one is
 /// refused.
 #[test]

@@ -137,7 +137,7 @@ impl Engine {
                 if self.conns[index as usize].flags.contains(Flags::ACK_NOW) {
                     self.send_ack_now(now, index, tx);
                 }
-                self.enter_time_wait(now, index);
+                self.enter_time_wait(index);
                 return;
             }
         }
@@ -680,7 +680,7 @@ impl Engine {
                 _ => false,
             };
             if newer && self.config.time_wait_reuse {
-                self.drop_time_wait(tw, true);
+                self.reuse_time_wait(tw);
                 self.segment_for_listen(now, key, src_mac, seg, tx);
                 // RFC 1122 §4.2.2.13: the new incarnation's ISS must lie beyond every sequence number the old
                 // one used, or the old one's delayed segments land in the new receive window (as Linux does,
@@ -704,7 +704,7 @@ impl Engine {
         let fin_again = seg.flags.fin() && (seg.seq + seg.payload.len() as u32 + 1) == record.rcv_nxt;
         if fin_again {
             self.counters.time_wait_reacks += 1;
-            self.wheel.schedule(self.time_wait_timer(tw), now + self.time_wait_span);
+            self.restart_time_wait(tw);
         }
         if fin_again || seg.segment_len() > 0 {
             self.send_time_wait_ack(now, &record, tx);

@@ -140,10 +140,12 @@ pub struct Footprint {
     /// One flow-table entry: packed 4-tuple and slot. The table has room for at least two per entry it may
     /// hold (in 64-byte buckets of four, a power of two of them), so probes stay short.
     pub flow_entry: usize,
-    /// One timer-wheel node (one per connection slot and per TIME-WAIT record).
+    /// One timer-wheel node (one per connection slot; TIME-WAIT records need none).
     pub timer_node: usize,
     /// One TIME-WAIT record.
     pub time_wait_record: usize,
+    /// The expiry queue's room per TIME-WAIT record (two entries: see `time_wait.rs`).
+    pub time_wait_queue: usize,
 }
 
 impl Footprint {
@@ -153,7 +155,8 @@ impl Footprint {
             control_block: core::mem::size_of::<Tcb>(),
             flow_entry: flow::ENTRY_BYTES,
             timer_node: crate::timer::NODE_BYTES,
-            time_wait_record: core::mem::size_of::<time_wait::TimeWait>(),
+            time_wait_record: time_wait::SLOT_BYTES,
+            time_wait_queue: time_wait::QUEUE_BYTES_PER_RECORD,
         }
     }
 }
@@ -186,7 +189,7 @@ impl Engine {
     ) -> Result<Engine, BuildError> {
         config.validate()?;
         let max_conns = config.max_connections;
-        let timers = max_conns + config.max_time_wait;
+        let flows = max_conns + config.max_time_wait;
         let event_capacity = if config.event_capacity == 0 {
             max_conns.saturating_mul(4).saturating_add(64)
         } else {
@@ -207,17 +210,17 @@ impl Engine {
             rcv_shift += 1;
         }
         Ok(Engine {
-            flows: FlowTable::new(timers, FlowHasher::new(hash_secret.clone())),
+            flows: FlowTable::new(flows, FlowHasher::new(hash_secret.clone())),
             time_wait: TimeWaitTable::new(config.max_time_wait),
             listeners: Vec::with_capacity(config.max_listeners),
-            wheel: TimerWheel::new(timers, config.timer, now),
+            wheel: TimerWheel::new(max_conns, config.timer, now),
             isn: IsnGenerator::new(isn_secret),
             events: VecDeque::with_capacity(event_capacity),
             event_capacity,
             dirty: Vec::with_capacity(max_conns),
             pending_rsts: Vec::with_capacity(max_conns.min(65536)),
             pending_arps: Vec::with_capacity(max_conns.min(4096)),
-            expired: Vec::with_capacity(timers),
+            expired: Vec::with_capacity(max_conns),
             neighbors: net::NeighborCache::new(1024, FlowHasher::new(hash_secret)),
             counters: Counters::default(),
             challenge: ChallengeLimiter { second: 0, sent: 0 },
@@ -255,9 +258,9 @@ impl Engine {
         self.time_wait.len()
     }
 
-    /// Timers pending in the wheel.
+    /// Timers pending: those in the wheel, and one expiry per TIME-WAIT record.
     pub fn timer_count(&self) -> usize {
-        self.wheel.len()
+        self.wheel.len() + self.time_wait.len()
     }
 
     /// Buffers free in the pool.
@@ -272,7 +275,10 @@ impl Engine {
 
     /// The next time [`Engine::handle_timeouts`] has work, if any (never later than the earliest deadline).
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.wheel.next_deadline()
+        match (self.wheel.next_deadline(), self.time_wait.next_expiry()) {
+            (Some(wheel), Some(time_wait)) => Some(wheel.min(time_wait)),
+            (wheel, time_wait) => wheel.or(time_wait),
+        }
     }
 
     /// The next application event.
@@ -367,7 +373,7 @@ impl Engine {
         } else {
             match self.flows.get(&key) {
                 None => {}
-                Some(FlowSlot::TimeWait(tw)) if self.time_wait_reusable(now, tw) => self.drop_time_wait(tw, true),
+                Some(FlowSlot::TimeWait(tw)) if self.time_wait_reusable(now, tw) => self.reuse_time_wait(tw),
                 Some(_) => return Err(Error::PortInUse),
             }
         }
@@ -700,8 +706,8 @@ impl Engine {
     }
 
     /// Moves a connection whose FINs are both acknowledged into a compact TIME-WAIT record (RFC 9293 §3.10.7.4,
-    /// MUST-13), releasing its control block.
-    fn enter_time_wait(&mut self, now: Instant, index: u32) {
+    /// MUST-13), releasing its control block. The record expires 2*MSL from now (see `expire_time_wait`).
+    fn enter_time_wait(&mut self, index: u32) {
         self.counters.time_wait_entered += 1;
         let tcb = &self.conns[index as usize];
         let record = time_wait::TimeWait {
@@ -718,7 +724,7 @@ impl Engine {
             self.counters.time_wait_skipped += 1;
             None
         } else {
-            let tw = self.time_wait.insert(record);
+            let tw = self.time_wait.insert(record, self.time_wait_expiry());
             if tw.is_none() {
                 self.counters.time_wait_overflow += 1;
             }
@@ -728,7 +734,6 @@ impl Engine {
             // The record takes the connection's place in the flow table: one probe, no remove and insert.
             Some(tw) if self.flows.replace(&key, FlowSlot::Conn(index), FlowSlot::TimeWait(tw)) => {
                 self.end_conn(index, CloseReason::Normal);
-                self.wheel.schedule(self.time_wait_timer(tw), now + self.time_wait_span);
             }
             Some(tw) => {
                 // No entry to take over (cannot happen for a live connection); keep the table consistent.
@@ -740,22 +745,53 @@ impl Engine {
         }
     }
 
-    fn time_wait_timer(&self, tw: u32) -> TimerId {
-        TimerId(self.config.max_connections as u32 + tw)
+    /// When a TIME-WAIT wait that starts now ends: 2*MSL from the engine's clock, which never goes back, so
+    /// records expire in the order they entered (or restarted) their wait, as the expiry queue needs.
+    fn time_wait_expiry(&self) -> Instant {
+        self.clock + self.time_wait_span
     }
 
-    /// Removes a TIME-WAIT record (expired, or replaced by a new connection).
-    fn drop_time_wait(&mut self, tw: u32, reused: bool) {
+    /// Removes a TIME-WAIT record whose 4-tuple a new connection takes (RFC 6191).
+    pub(crate) fn reuse_time_wait(&mut self, tw: u32) {
         if let Some(record) = self.time_wait.get(tw) {
             let key = record.key;
             self.flows.remove_if(&key, FlowSlot::TimeWait(tw));
-        }
-        self.wheel.cancel(self.time_wait_timer(tw));
-        self.time_wait.remove(tw);
-        if reused {
+            self.time_wait.remove(tw);
             self.counters.time_wait_reused += 1;
-        } else {
-            self.counters.time_wait_expired += 1;
+        }
+    }
+
+    /// Restarts a TIME-WAIT record's 2*MSL wait (RFC 9293 §3.10.7.4: the peer's FIN came again).
+    pub(crate) fn restart_time_wait(&mut self, tw: u32) {
+        let expires = self.time_wait_expiry();
+        self.time_wait.restart(tw, expires);
+    }
+
+    /// Ends the TIME-WAIT records whose 2*MSL has passed, oldest first, in batches. Each record and its
+    /// flow-table entry were written 2*MSL ago and are long out of cache: the expiry queue names the next
+    /// records, so a first pass prefetches them, a second (their keys at hand) their flow buckets, and the misses
+    /// overlap instead of coming one after another.
+    fn expire_time_wait(&mut self, now: Instant) {
+        // Batches double from 2 up to 16: a call that ends one record prefetches little it does not need.
+        let mut batch = 2;
+        loop {
+            if !self.time_wait.head_due(now) {
+                return;
+            }
+            self.time_wait.prefetch_next(batch);
+            let mut due = 0;
+            for record in self.time_wait.due(now, batch) {
+                self.flows.prefetch(&record.key);
+                due += 1;
+            }
+            for _ in 0..due {
+                let Some((tw, key)) = self.time_wait.pop_due(now) else {
+                    break;
+                };
+                self.flows.remove_if(&key, FlowSlot::TimeWait(tw));
+                self.counters.time_wait_expired += 1;
+            }
+            batch = (batch * 2).min(16);
         }
     }
 
@@ -766,23 +802,19 @@ impl Engine {
         if !self.config.time_wait_reuse {
             return false;
         }
-        let Some(record) = self.time_wait.get(tw) else {
+        let (Some(record), Some(expires)) = (self.time_wait.get(tw), self.time_wait.expires(tw)) else {
             return false;
         };
         if record.ts_recent.is_none() {
             return false;
         }
-        match self.wheel.deadline(self.time_wait_timer(tw)) {
-            Some(expiry) => {
-                let entered = expiry - self.time_wait_span;
-                let delay = self
-                    .config
-                    .time_wait_reuse_delay
-                    .max(core::time::Duration::from_millis(1));
-                now.saturating_since(entered) >= delay
-            }
-            None => true,
-        }
+        // When the record entered TIME-WAIT, or last restarted its wait.
+        let entered = expires - self.time_wait_span;
+        let delay = self
+            .config
+            .time_wait_reuse_delay
+            .max(core::time::Duration::from_millis(1));
+        now.saturating_since(entered) >= delay
     }
 
     /// How many ports ahead of the one it picks `pick_port` prefetches a flow bucket. One port ahead left half of
@@ -823,7 +855,7 @@ impl Engine {
                     return Ok(Port(port));
                 }
                 Some(FlowSlot::TimeWait(tw)) if self.time_wait_reusable(now, tw) => {
-                    self.drop_time_wait(tw, true);
+                    self.reuse_time_wait(tw);
                     return Ok(Port(port));
                 }
                 Some(_) => {}
@@ -858,36 +890,13 @@ impl Engine {
     /// TIME-WAIT expiry. Output goes out with the next `poll_transmit`.
     pub fn handle_timeouts(&mut self, now: Instant) {
         self.clock = self.clock.max(now);
+        self.expire_time_wait(now);
         let mut expired = core::mem::take(&mut self.expired);
         self.wheel.advance(now, |id| expired.push(id));
-        let max_conns = self.config.max_connections as u32;
-        if expired.len() > 1 {
-            self.prefetch_time_wait_expiry(&expired);
-        }
         for id in expired.drain(..) {
-            if id.0 >= max_conns {
-                self.drop_time_wait(id.0 - max_conns, false);
-            } else {
-                self.on_conn_timer(now, id.0);
-            }
+            self.on_conn_timer(now, id.0);
         }
         self.expired = expired;
-    }
-
-    /// TIME-WAIT records expire in batches (those that entered TIME-WAIT in the same tick), each a record and a
-    /// flow-table entry written 2*MSL ago and long out of cache. Two prefetch passes overlap those misses
-    /// instead of taking them one after another: the records first, then (their keys at hand) the flow buckets.
-    fn prefetch_time_wait_expiry(&self, expired: &[TimerId]) {
-        let max_conns = self.config.max_connections as u32;
-        let records = || expired.iter().filter_map(|id| id.0.checked_sub(max_conns));
-        for tw in records() {
-            self.time_wait.prefetch(tw);
-        }
-        for tw in records() {
-            if let Some(record) = self.time_wait.get(tw) {
-                self.flows.prefetch(&record.key);
-            }
-        }
     }
 
     /// Sends everything due: for each connection touched since the last call, its ACKs, data, FIN or SYN; then
