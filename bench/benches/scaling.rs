@@ -1,6 +1,8 @@
 //! The life-cycle rate while many other connections are held: 1K, 100K and 1M idle established connections,
 //! and 1M TIME-WAIT records. A stack whose per-connection cost grows with the table (linear scans, cache-hostile
 //! layouts, timers visited per tick) shows it here. Also reports memory per connection and per TIME-WAIT record.
+//! A last scenario, `time_wait_reuse`, holds nothing but the measured traffic's own records for a full 60 s
+//! TIME-WAIT, so every port is reused (RFC 6191) as it comes round, as a load generator runs.
 //!
 //! The measured workload is the `lifecycle` bench's `c64` (64 life cycles in flight). Idle connections use other
 //! server ports than the measured traffic; they carry no data and have no timer armed.
@@ -70,6 +72,7 @@ fn idle_scenario(n: usize) -> Scenario {
     }
 }
 
+/// `n` TIME-WAIT records held (none: `time_wait_reuse`, the measured traffic's own records only).
 fn time_wait_scenario(n: usize) -> Scenario {
     let before = rss_bytes();
     let mut pair = Pair::new(PairConfig {
@@ -93,7 +96,11 @@ fn time_wait_scenario(n: usize) -> Scenario {
     assert_eq!(pair.client.time_wait_count(), n);
     eprintln!("  set up {} TIME-WAIT records in {:?}", n, start.elapsed());
     Scenario {
-        name: format!("time_wait_{}", label(n)),
+        name: if n == 0 {
+            "time_wait_reuse".to_string()
+        } else {
+            format!("time_wait_{}", label(n))
+        },
         pair,
         held: n,
         rss_built: built.saturating_sub(before),
@@ -101,7 +108,7 @@ fn time_wait_scenario(n: usize) -> Scenario {
     }
 }
 
-/// `SCALING_PROFILE=idle_1K|idle_100K|idle_1M|time_wait_1M` (with `SCALING_N`, default 2,000,000) builds just that
+/// `SCALING_PROFILE=idle_1K|idle_100K|idle_1M|time_wait_1M|time_wait_reuse` (with `SCALING_N`, default 2,000,000) builds just that
 /// scenario, runs that many life cycles and exits: a fixed amount of work for `perf record`, so that the profiles
 /// of a small and a large table can be compared function by function.
 fn profile_run(name: &str) {
@@ -114,7 +121,10 @@ fn profile_run(name: &str) {
         "idle_100K" => idle_scenario(100_000),
         "idle_1M" => idle_scenario(1_000_000),
         "time_wait_1M" => time_wait_scenario(1_000_000),
-        other => panic!("SCALING_PROFILE={other}: expected idle_1K, idle_100K, idle_1M or time_wait_1M"),
+        "time_wait_reuse" => time_wait_scenario(0),
+        other => {
+            panic!("SCALING_PROFILE={other}: expected idle_1K, idle_100K, idle_1M, time_wait_1M or time_wait_reuse")
+        }
     };
     let start = StdInstant::now();
     scenario.pair.life_cycles(n, CONCURRENCY);
@@ -141,6 +151,7 @@ fn main() {
 
     let mut scenarios: Vec<Scenario> = idle_sizes.iter().map(|&n| idle_scenario(n)).collect();
     scenarios.push(time_wait_scenario(time_wait_size));
+    scenarios.push(time_wait_scenario(0));
 
     let mut criterion = Criterion::default().configure_from_args();
     {
@@ -214,7 +225,7 @@ fn main() {
         "memory: control block {} B, flow entry {} B (room for 2 per entry allowed), timer node {} B (per connection slot), TIME-WAIT record {} B + {} B of expiry queue",
         f.control_block, f.flow_entry, f.timer_node, f.time_wait_record, f.time_wait_queue
     );
-    for s in &scenarios {
+    for s in scenarios.iter().filter(|s| s.held > 0) {
         // Both engines hold each idle connection; only the client holds the TIME-WAIT records.
         let holders = if s.name.starts_with("idle") { 2 } else { 1 };
         let per = (s.held * holders) as f64;
