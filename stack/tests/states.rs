@@ -776,11 +776,19 @@ fn time_wait_expires_after_two_msl() {
 }
 
 /// A poll loop sleeps until `poll_timeout`: with only a TIME-WAIT record left it names the record's expiry, 2*MSL
-/// after the wait began to the microsecond, and the record goes at that instant and not one microsecond before.
+/// after the wait began rounded up to the timer tick (1 ms), and the record goes at that instant, not before.
 #[test]
 fn time_wait_poll_timeout_is_its_expiry() {
-    let (mut h, _) = time_wait();
-    let expiry = h.now + MSL * 2;
+    let (mut h, conn, y) = Harness::established();
+    h.engine.close(conn).unwrap();
+    h.poll();
+    // Off the tick: the wait begins 300 us into a millisecond.
+    h.now += Duration::from_micros(300);
+    h.send(seg(TcpFlags::FIN | ACK, X + 1, y + 2));
+    assert_eq!(h.engine.time_wait_count(), 1);
+    let exact = h.now + MSL * 2;
+    let expiry = Instant::from_micros(exact.as_micros().div_ceil(1000) * 1000);
+    assert!(expiry >= exact);
     assert_eq!(h.engine.poll_timeout(), Some(expiry));
     h.now = expiry - Duration::from_micros(1);
     h.poll();

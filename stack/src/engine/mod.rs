@@ -746,9 +746,15 @@ impl Engine {
     }
 
     /// When a TIME-WAIT wait that starts now ends: 2*MSL from the engine's clock, which never goes back, so
-    /// records expire in the order they entered (or restarted) their wait, as the expiry queue needs.
+    /// records expire in the order they entered (or restarted) their wait, as the expiry queue needs. Rounded up
+    /// to the timer tick, as the wheel's timers are: the records of a tick expire together, in one
+    /// `handle_timeouts`, instead of one call each when connections end one at a time.
     fn time_wait_expiry(&self) -> Instant {
-        self.clock + self.time_wait_span
+        let tick = u64::try_from(self.config.timer.tick.as_micros())
+            .unwrap_or(u64::MAX)
+            .max(1);
+        let end = (self.clock + self.time_wait_span).as_micros();
+        Instant::from_micros(end.div_ceil(tick).saturating_mul(tick))
     }
 
     /// Removes a TIME-WAIT record whose 4-tuple a new connection takes (RFC 6191).
