@@ -758,7 +758,7 @@ impl Engine {
     }
 
     /// Removes a TIME-WAIT record whose 4-tuple a new connection takes (RFC 6191).
-    pub(crate) fn reuse_time_wait(&mut self, tw: u32) {
+    fn reuse_time_wait(&mut self, tw: u32) {
         if let Some(record) = self.time_wait.get(tw) {
             let key = record.key;
             self.flows.remove_if(&key, FlowSlot::TimeWait(tw));
@@ -768,7 +768,7 @@ impl Engine {
     }
 
     /// Restarts a TIME-WAIT record's 2*MSL wait (RFC 9293 §3.10.7.4: the peer's FIN came again).
-    pub(crate) fn restart_time_wait(&mut self, tw: u32) {
+    fn restart_time_wait(&mut self, tw: u32) {
         let expires = self.time_wait_expiry();
         self.time_wait.restart(tw, expires);
     }

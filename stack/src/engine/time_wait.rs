@@ -8,7 +8,8 @@
 //! entered TIME-WAIT, as FreeBSD's `tcp_tw` list exploits. The table keeps that order in a queue of record
 //! indices beside the records: expiry reads the queue from its head and knows the next records to end several at
 //! a time, so their cache misses can overlap, where a timer wheel hands them out one linked node at a time after
-//! cascading each through its levels. A record needs no wheel node (16 B), only 4 B for its place in the queue.
+//! cascading each through its levels. A record needs no wheel node (16 B); instead its slot keeps its expiry and
+//! queue position (12 B), and the queue has 8 B of room per record.
 //!
 //! A record that leaves early (its 4-tuple reused, RFC 6191) or restarts its wait (the peer's FIN again) leaves
 //! its old entry behind, stale: an entry is live only at the queue position its record names. Stale entries are
