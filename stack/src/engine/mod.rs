@@ -273,7 +273,9 @@ impl Engine {
         self.neighbors.insert(addr, mac);
     }
 
-    /// The next time [`Engine::handle_timeouts`] has work, if any (never later than the earliest deadline).
+    /// The next time [`Engine::handle_timeouts`] has work, if any: never later than the earliest deadline, and
+    /// O(1) (a poll loop asks every turn). It can be early, after a TIME-WAIT record left before its time; a
+    /// `handle_timeouts` then finds nothing due and the next answer is exact.
     pub fn poll_timeout(&self) -> Option<Instant> {
         match (self.wheel.next_deadline(), self.time_wait.next_expiry()) {
             (Some(wheel), Some(time_wait)) => Some(wheel.min(time_wait)),
