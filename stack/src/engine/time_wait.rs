@@ -188,12 +188,7 @@ impl TimeWaitTable {
         if now < self.earliest {
             return false;
         }
-        self.skip_stale();
-        // After skipping, the head entry (if any) is live.
-        self.earliest = match self.queue_len {
-            0 => Instant::from_micros(u64::MAX),
-            _ => self.live(0).map_or(Instant::from_micros(u64::MAX), Slot::expires),
-        };
+        self.earliest = self.skip_stale().unwrap_or(Instant::from_micros(u64::MAX));
         self.earliest <= now
     }
 
@@ -215,15 +210,11 @@ impl TimeWaitTable {
     /// Removes the oldest record if it is due at `now`: its slot and 4-tuple (the caller removes its flow-table
     /// entry).
     pub(crate) fn pop_due(&mut self, now: Instant) -> Option<(u32, FlowKey)> {
-        self.skip_stale();
-        if self.queue_len == 0 {
+        if self.skip_stale()? > now {
             return None;
         }
         let index = self.queue[self.head];
         let record = &mut self.records[index as usize];
-        if record.expires() > now {
-            return None;
-        }
         let key = record.record.key;
         record.position = FREED;
         self.free.push(index);
@@ -231,11 +222,15 @@ impl TimeWaitTable {
         Some((index, key))
     }
 
-    /// Drops the stale entries at the head of the queue.
-    fn skip_stale(&mut self) {
-        while self.queue_len > 0 && self.live(0).is_none() {
+    /// Drops the stale entries at the head of the queue; then the head entry, if any, is live: its expiry.
+    fn skip_stale(&mut self) -> Option<Instant> {
+        while self.queue_len > 0 {
+            if let Some(slot) = self.live(0) {
+                return Some(slot.expires());
+            }
             self.pop_front();
         }
+        None
     }
 
     /// The queue slot of the `k`-th entry from the head.
