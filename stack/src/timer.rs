@@ -137,6 +137,11 @@ pub struct TimerWheel {
     nodes: Vec<Node>,
     /// Bit `s` of `occupied[L]` is set iff slot `s` of level `L` is non-empty.
     occupied: Vec<u64>,
+    /// Bit `L` is set iff `occupied[L]` is non-zero: the lowest non-empty level in one instruction, for
+    /// [`next_deadline`](Self::next_deadline), which a poll loop asks every turn.
+    occupied_levels: u64,
+    /// The due list's sentinel (after the slot sentinels), kept rather than recomputed on every poll.
+    due: u32,
     config: TimerConfig,
     /// The level a timer goes to, by the highest bit in which its expiry tick and the wheel's time differ
     /// (`levels` and above: the overflow list). A table lookup rather than a division by `slots_log2` per insert,
@@ -198,6 +203,8 @@ impl TimerWheel {
         TimerWheel {
             nodes,
             occupied: vec![0; config.levels as usize],
+            occupied_levels: 0,
+            due: (capacity + slot_sentinels) as u32,
             config,
             level_of_bit,
             capacity: capacity as u32,
@@ -377,7 +384,7 @@ impl TimerWheel {
 
     /// Sentinel of the list of timers already due.
     fn due(&self) -> u32 {
-        self.capacity + (self.config.levels << self.config.slots_log2)
+        self.due
     }
 
     fn overflow(&self) -> u32 {
@@ -403,6 +410,7 @@ impl TimerWheel {
             } else {
                 let slot = (tick >> (level * b)) & self.slot_mask();
                 self.occupied[level as usize] |= 1 << slot;
+                self.occupied_levels |= 1 << level;
                 self.slot_head(level, slot)
             }
         };
@@ -442,20 +450,21 @@ impl TimerWheel {
     /// earliest start. Overflow timers lie past the current span, so they come last.
     fn next_event(&self) -> Option<(u64, Event)> {
         let b = self.config.slots_log2;
-        for (level, &bits) in (0u32..).zip(&self.occupied) {
-            if bits != 0 {
-                let slot = u64::from(bits.trailing_zeros());
-                let shift = level * b;
-                let above = self.cur & !((1u64 << (shift + b)) - 1);
-                let start = above | (slot << shift);
-                let head = self.slot_head(level, slot);
-                let event = if level == 0 {
-                    Event::Expire(head)
-                } else {
-                    Event::Cascade(head)
-                };
-                return Some((start, event));
-            }
+        if self.occupied_levels != 0 {
+            let level = self.occupied_levels.trailing_zeros();
+            let bits = self.occupied[level as usize];
+            debug_assert_ne!(bits, 0, "level {level} marked occupied but empty");
+            let slot = u64::from(bits.trailing_zeros());
+            let shift = level * b;
+            let above = self.cur & !((1u64 << (shift + b)) - 1);
+            let start = above | (slot << shift);
+            let head = self.slot_head(level, slot);
+            let event = if level == 0 {
+                Event::Expire(head)
+            } else {
+                Event::Cascade(head)
+            };
+            return Some((start, event));
         }
         if self.list_is_empty(self.overflow()) {
             return None;
@@ -499,7 +508,12 @@ impl TimerWheel {
             let k = prev - self.capacity;
             let level = k >> self.config.slots_log2;
             if level < self.config.levels {
-                self.occupied[level as usize] &= !(1u64 << (u64::from(k) & self.slot_mask()));
+                let slot = u64::from(k) & self.slot_mask();
+                let bits = &mut self.occupied[level as usize];
+                *bits &= !(1u64 << slot);
+                if *bits == 0 {
+                    self.occupied_levels &= !(1u64 << level);
+                }
             }
         }
     }
