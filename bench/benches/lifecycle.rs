@@ -8,8 +8,9 @@
 //! Variants: one connection at a time (`c1`), 64 in flight at once (`c64`, what a load generator does), and 1,024
 //! in flight (`c1024`; the summary pass adds `c256`). smoltcp finds a packet's socket by scanning its socket set,
 //! so its cost grows with concurrency; synack's flow table does not.
-//! criterion reports time and elements/s per life cycle (`Throughput::Elements(1)`); a final pass times both
-//! stacks again back to back and prints the synack/smoltcp ratio.
+//! criterion reports time and elements/s per life cycle (`Throughput::Elements(1)`); a final summary times both
+//! stacks again, seven alternating passes each, and prints the best and the median pass of each and the
+//! synack/smoltcp ratios of both (a median that one pass preempted by the host does not move).
 //!
 //! `cargo bench -p synack-bench --bench lifecycle -- --warm-up-time 1 --measurement-time 3`
 
@@ -337,8 +338,29 @@ fn benches(c: &mut Criterion) {
     group.finish();
 }
 
-/// Times `n` life cycles of each stack, back to back, three times; returns the best ns per life cycle of each.
-fn ratio_pass(concurrency: usize, n: u64) -> (f64, f64) {
+/// Passes of each stack in the summary: enough for a median that one preempted pass does not move.
+const PASSES: usize = 7;
+
+/// The best and the median of a summary's passes, in ns per life cycle.
+#[derive(Clone, Copy)]
+struct Passes {
+    best: f64,
+    median: f64,
+}
+
+impl Passes {
+    fn of(mut times: [f64; PASSES]) -> Passes {
+        times.sort_by(f64::total_cmp);
+        Passes {
+            best: times[0],
+            median: times[PASSES / 2],
+        }
+    }
+}
+
+/// Times `n` life cycles of each stack, back to back, `PASSES` times (alternating, so both meet the same
+/// moments of the host's noise); returns each stack's best and median ns per life cycle.
+fn ratio_pass(concurrency: usize, n: u64) -> (Passes, Passes) {
     let mut pair = synack_pair(concurrency);
     let mut smol = smol::SmolPair::new(concurrency);
     // Warm up: tables, TIME-WAIT at its steady size, caches.
@@ -354,14 +376,15 @@ fn ratio_pass(concurrency: usize, n: u64) -> (f64, f64) {
         frames.0 as f64 / warm,
         frames.1 as f64 / warm
     );
-    let mut best = (StdDuration::MAX, StdDuration::MAX);
-    for _ in 0..3 {
+    let per = |d: StdDuration| d.as_nanos() as f64 / n as f64;
+    let (mut synack, mut smoltcp) = ([0.0; PASSES], [0.0; PASSES]);
+    for pass in 0..PASSES {
         let start = StdInstant::now();
         pair.life_cycles(black_box(n), concurrency);
-        best.0 = best.0.min(start.elapsed());
+        synack[pass] = per(start.elapsed());
         let start = StdInstant::now();
         smol.life_cycles(black_box(n));
-        best.1 = best.1.min(start.elapsed());
+        smoltcp[pass] = per(start.elapsed());
     }
     pair.check_clean();
     let c = pair.client.counters();
@@ -373,8 +396,7 @@ fn ratio_pass(concurrency: usize, n: u64) -> (f64, f64) {
         c.time_wait_reused,
         pair.client.time_wait_count()
     );
-    let per = |d: StdDuration| d.as_nanos() as f64 / n as f64;
-    (per(best.0), per(best.1))
+    (Passes::of(synack), Passes::of(smoltcp))
 }
 
 /// `LIFECYCLE_PROFILE=synack|smoltcp` (with `LIFECYCLE_N`, default 1,000,000, and `LIFECYCLE_C`, default 64) runs
@@ -417,17 +439,25 @@ fn main() {
     let base = if common::bench_mode() { 300_000 } else { 2_000 };
     println!(
         "\nlifecycle summary ({base} life cycles per pass up to c64, fewer above so a pass of smoltcp stays near a \
-         second; best of 3, both stacks in the same run):"
+         second; {PASSES} passes of each stack, alternating, in the same run; best and median pass):"
     );
     for concurrency in SUMMARY_CONCURRENCY {
         // smoltcp's cost per life cycle grows with its socket count: keep each pass about as long as at c64.
         let n = (base * 64 / concurrency.max(64) as u64).max(2_000.min(base));
         let (synack, smoltcp) = ratio_pass(concurrency, n);
         println!(
-            "lifecycle c{concurrency} ({n} per pass): synack {synack:.0} ns/conn ({:.0} conn/s), smoltcp {smoltcp:.0} ns/conn ({:.0} conn/s), ratio synack/smoltcp {:.2}x",
-            1e9 / synack,
-            1e9 / smoltcp,
-            smoltcp / synack
+            "lifecycle c{concurrency} ({n} per pass): synack best {:.0} ns/conn ({:.0} conn/s), median {:.0} ns \
+             ({:.0} conn/s); smoltcp best {:.0} ns/conn ({:.0} conn/s), median {:.0} ns; ratio synack/smoltcp \
+             {:.2}x best, {:.2}x median",
+            synack.best,
+            1e9 / synack.best,
+            synack.median,
+            1e9 / synack.median,
+            smoltcp.best,
+            1e9 / smoltcp.best,
+            smoltcp.median,
+            smoltcp.best / synack.best,
+            smoltcp.median / synack.median
         );
     }
 }
