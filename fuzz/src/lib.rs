@@ -11,6 +11,9 @@
 
 use core::net::Ipv4Addr;
 
+mod engine;
+pub use engine::engine;
+
 use synack::wire::arp::{self, ArpRepr};
 use synack::wire::ethernet::{EtherType, EthernetRepr, Frame};
 use synack::wire::icmpv4::{self, Icmpv4Repr};
@@ -612,6 +615,11 @@ mod tests {
     #[test]
     fn frame_mutated_seeds_hold_the_round_trip() {
         run_mutated("frame", frame);
+    }
+
+    #[test]
+    fn engine_mutated_seeds_keep_the_engine_whole() {
+        run_mutated("engine", engine);
     }
 
     #[test]
