@@ -1,10 +1,11 @@
 //! Target `engine`: a whole engine driven by a script the fuzzer writes.
 //!
 //! The wire targets stop at parsing. This one feeds an engine (a listener on port 80 and one connection of its
-//! own) a sequence of steps decoded from the input: TCP segments from the peer, built with correct checksums so
+//! own, configured by the input's first byte: see [`config`]) a sequence of steps decoded from the rest: TCP segments from the peer, built with correct checksums so
 //! that the fuzzer spends its effort on the state machine rather than on checksums; raw frames; time passing;
 //! and the application's calls. Sequence and acknowledgment numbers are offsets from what the engine last sent
-//! to that peer port, so most of them land in or near the window, where the interesting decisions are.
+//! to that peer port, so most of them land in or near the window, where the interesting decisions are; the
+//! peer's timestamps may echo the engine's last TSval (RTT samples, PAWS).
 //!
 //! It panics when the engine breaks a promise: a panic or failed debug assertion inside it (cargo fuzz builds
 //! with debug assertions), a table past its limit, or, once every handle is aborted and every timer has run out,
@@ -13,13 +14,13 @@
 use core::net::{Ipv4Addr, SocketAddrV4};
 use core::time::Duration;
 
-use synack::engine::{ConnHandle, Counters, Engine, EngineConfig};
+use synack::engine::{ConnHandle, Counters, Engine, EngineConfig, KeepaliveConfig};
 use synack::isn::Secret;
 use synack::time::Instant;
 use synack::wire::ethernet::{EtherType, EthernetRepr, Frame, MacAddr};
 use synack::wire::ipv4::{self, Ipv4Repr};
 use synack::wire::tcp::{self, SackBlocks, TcpFlags, TcpRepr, TcpTimestamps};
-use synack::wire::{IpProtocol, Port, SeqNum};
+use synack::wire::{ChecksumPolicy, IpProtocol, Port, SeqNum};
 
 const US: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
 const PEER: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
@@ -78,6 +79,8 @@ struct PeerView {
     their_end: u32,
     /// The engine's last acknowledgment number (our next byte, from the peer's side).
     our_next: u32,
+    /// The engine's last TSval, for the peer to echo.
+    their_tsval: u32,
 }
 
 /// The engine under test and what the script has learnt of it.
@@ -92,20 +95,45 @@ struct Harness {
     out: Vec<Vec<u8>>,
 }
 
+/// The engine's configuration: small limits, and each option the script's first byte turns away from its default
+/// (bit 0: no timestamps, 1: no SACK, 2: no window scaling, 3: no delayed ACK, 4: no Nagle, 5: keep-alive after
+/// 5 s, 6: no TIME-WAIT reuse, 7: four ephemeral ports, so that `connect` runs out of them).
+fn config(options: u8) -> EngineConfig {
+    let bit = |n: u8| options & (1 << n) != 0;
+    let defaults = EngineConfig::default();
+    EngineConfig {
+        mac: US_MAC,
+        addresses: vec![US],
+        max_connections: MAX_CONNECTIONS,
+        max_time_wait: MAX_TIME_WAIT,
+        buffer_size: 4096,
+        buffer_count: BUFFERS,
+        msl: Duration::from_secs(2),
+        syn_retries: 2,
+        data_retries: 3,
+        timestamps: !bit(0),
+        sack: !bit(1),
+        window_scaling: !bit(2),
+        delayed_ack: if bit(3) { None } else { defaults.delayed_ack },
+        nagle: !bit(4),
+        keepalive: bit(5).then_some(KeepaliveConfig {
+            idle: Duration::from_secs(5),
+            interval: Duration::from_secs(1),
+            probes: 2,
+        }),
+        time_wait_reuse: !bit(6),
+        ephemeral_ports: if bit(7) {
+            (49152, 49155)
+        } else {
+            defaults.ephemeral_ports
+        },
+        ..defaults
+    }
+}
+
 impl Harness {
-    fn new() -> Option<Harness> {
-        let config = EngineConfig {
-            mac: US_MAC,
-            addresses: vec![US],
-            max_connections: MAX_CONNECTIONS,
-            max_time_wait: MAX_TIME_WAIT,
-            buffer_size: 4096,
-            buffer_count: BUFFERS,
-            msl: Duration::from_secs(2),
-            syn_retries: 2,
-            data_retries: 3,
-            ..EngineConfig::default()
-        };
+    fn new(options: u8) -> Option<Harness> {
+        let config = config(options);
         let now = Instant::from_millis(5000);
         let mut engine = Engine::with_secrets(config, now, Secret::from_seed(1), Secret::from_seed(2)).ok()?;
         engine.add_neighbor(PEER, PEER_MAC);
@@ -192,7 +220,7 @@ impl Harness {
             window,
             timestamps: (shape & 1 != 0).then_some(TcpTimestamps {
                 tsval: self.now.as_millis() as u32,
-                tsecr: 0,
+                tsecr: if shape & 0b1000 != 0 { view.their_tsval } else { 0 },
             }),
             mss: syn_options.then_some(536 + u16::from(shape)),
             window_scale: syn_options.then_some(shape % 16),
@@ -273,6 +301,12 @@ impl Harness {
         if packet.flags().ack() {
             view.our_next = packet.ack_number().0;
         }
+        if let Ok(TcpRepr {
+            timestamps: Some(ts), ..
+        }) = TcpRepr::parse(&packet, US, PEER, ChecksumPolicy::Trust)
+        {
+            view.their_tsval = ts.tsval;
+        }
     }
 
     /// Releases every handle and lets every timer run out: nothing may be left behind. Returns the counters.
@@ -335,10 +369,11 @@ fn ipv4_packet(segment: &[u8]) -> Vec<u8> {
 
 /// Runs a script and the clean-up after it; returns the engine's counters.
 fn run(data: &[u8]) -> Counters {
-    let Some(mut harness) = Harness::new() else {
-        panic!("the fuzz engine's configuration is refused");
-    };
     let mut script = Script { bytes: data };
+    let options = script.u8();
+    let Some(mut harness) = Harness::new(options) else {
+        panic!("the fuzz engine's configuration {options:#04x} is refused");
+    };
     for _ in 0..MAX_STEPS {
         if script.done() {
             break;
@@ -393,5 +428,20 @@ mod tests {
     fn engine_empty_script_cleans_up_its_own_connection() {
         let c = run(&[]);
         assert_eq!(c.active_opens, 1, "{c:?}");
+    }
+
+    /// Every option byte gives a configuration the engine accepts, and the active seed still completes under
+    /// each option alone.
+    #[test]
+    fn engine_every_option_byte_is_accepted() {
+        for options in 0..=u8::MAX {
+            run(&[options]);
+        }
+        let mut script = seed("active");
+        for bit in 0..8 {
+            script[0] = 1 << bit;
+            let c = run(&script);
+            assert_eq!(c.established, 1, "option bit {bit}: {c:?}");
+        }
     }
 }
