@@ -1,11 +1,11 @@
 //! Target `engine`: a whole engine driven by a script the fuzzer writes.
 //!
-//! The wire targets stop at parsing. This one feeds an engine (a listener on port 80 and one connection of its
-//! own, configured by the input's first byte: see [`config`]) a sequence of steps decoded from the rest: TCP segments from the peer, built with correct checksums so
-//! that the fuzzer spends its effort on the state machine rather than on checksums; raw frames; time passing;
-//! and the application's calls. Sequence and acknowledgment numbers are offsets from what the engine last sent
-//! to that peer port, so most of them land in or near the window, where the interesting decisions are; the
-//! peer's timestamps may echo the engine's last TSval (RTT samples, PAWS).
+//! The wire targets stop at parsing. This one feeds an engine (a listener on port 80 and one connection of its own,
+//! configured by the input's first byte: see `config`) a sequence of steps decoded from the rest: TCP segments from
+//! the peer, built with correct checksums so that the fuzzer spends its effort on the state machine rather than on
+//! checksums; raw frames; time passing; and the application's calls. Sequence and acknowledgment numbers are offsets
+//! from what the engine last sent to that peer port, so most of them land in or near the window, where the
+//! interesting decisions are; the peer's timestamps may echo the engine's last TSval (RTT samples, PAWS).
 //!
 //! It panics when the engine breaks a promise: a panic or failed debug assertion inside it (cargo fuzz builds
 //! with debug assertions), a table past its limit, or, once every handle is aborted and every timer has run out,
