@@ -816,7 +816,8 @@ impl Engine {
         if record.ts_recent.is_none() {
             return false;
         }
-        // When the record entered TIME-WAIT, or last restarted its wait.
+        // When the record entered TIME-WAIT, or last restarted its wait (up to one tick late: the expiry was
+        // rounded up to the tick, so the delay is measured conservatively).
         let entered = expires - self.time_wait_span;
         let delay = self
             .config
