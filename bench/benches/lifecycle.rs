@@ -5,6 +5,11 @@
 //! same thread, joined by an in-memory wire, so the time per life cycle covers both ends (7 frames built,
 //! checksummed, parsed and verified).
 //!
+//! smoltcp is built with only what this workload uses (Ethernet, IPv4, TCP sockets): its default features add
+//! per-packet work this workload does not need (the raw-socket filter scans every socket for every packet), which
+//! would flatter synack. `--features smoltcp-default-features` builds it with its defaults instead (what sessions
+//! 1-6 of BENCHMARKS.md compared against); the summary says which was measured.
+//!
 //! Variants: one connection at a time (`c1`), 64 in flight at once (`c64`, what a load generator does), and 1,024
 //! in flight (`c1024`; the summary pass adds `c256`). smoltcp finds a packet's socket by scanning its socket set,
 //! so its cost grows with concurrency; synack's flow table does not.
@@ -338,6 +343,13 @@ fn benches(c: &mut Criterion) {
     group.finish();
 }
 
+/// How the smoltcp being compared against was built (see the module documentation).
+const SMOLTCP_FEATURES: &str = if cfg!(feature = "smoltcp-default-features") {
+    "its default features"
+} else {
+    "only the features this workload uses (std, medium-ethernet, proto-ipv4, socket-tcp)"
+};
+
 /// Passes of each stack in the summary: enough for a median that one preempted pass does not move.
 const PASSES: usize = 7;
 
@@ -439,7 +451,8 @@ fn main() {
     let base = if common::bench_mode() { 300_000 } else { 2_000 };
     println!(
         "\nlifecycle summary ({base} life cycles per pass up to c64, fewer above so a pass of smoltcp stays near a \
-         second; {PASSES} passes of each stack, alternating, in the same run; best and median pass):"
+         second; {PASSES} passes of each stack, alternating, in the same run; best and median pass; smoltcp with \
+         {SMOLTCP_FEATURES}):"
     );
     for concurrency in SUMMARY_CONCURRENCY {
         // smoltcp's cost per life cycle grows with its socket count: keep each pass about as long as at c64.
