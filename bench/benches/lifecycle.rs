@@ -11,7 +11,7 @@
 //! 1-6 of BENCHMARKS.md compared against); the summary says which was measured.
 //!
 //! Variants: one connection at a time (`c1`), 64 in flight at once (`c64`, what a load generator does), and 1,024
-//! in flight (`c1024`; the summary pass adds `c256`). smoltcp finds a packet's socket by scanning its socket set,
+//! in flight (`c1024`; the summary pass adds `c256` and `c2048`). smoltcp finds a packet's socket by scanning its socket set,
 //! so its cost grows with concurrency; synack's flow table does not.
 //! criterion reports time and elements/s per life cycle (`Throughput::Elements(1)`); a final summary times both
 //! stacks again, seven alternating passes each, and prints the best and the median pass of each and the
@@ -32,8 +32,9 @@ use common::{Pair, PairConfig};
 /// The concurrencies of the criterion bench: one connection at a time, what a load generator keeps in flight, and
 /// the many open sockets smoltcp's per-packet socket scan is slow with.
 const CRITERION_CONCURRENCY: [usize; 3] = [1, 64, 1024];
-/// The concurrencies of the summary pass.
-const SUMMARY_CONCURRENCY: [usize; 4] = [1, 64, 256, 1024];
+/// The concurrencies of the summary pass: c2048 is past the point (~c1650, in instructions) where smoltcp's
+/// per-socket work makes it 10x slower than synack.
+const SUMMARY_CONCURRENCY: [usize; 5] = [1, 64, 256, 1024, 2048];
 
 /// The synack pair for the life-cycle benches at `concurrency` life cycles in flight. TIME-WAIT is real: up to
 /// c64 the MSL is 100 ms of simulated time, so a record lives 2,000 poll rounds and then expires. Above c64 more
