@@ -11,8 +11,8 @@
 //! 1-6 of BENCHMARKS.md compared against); the summary says which was measured.
 //!
 //! Variants: one connection at a time (`c1`), 64 in flight at once (`c64`, what a load generator does), and 1,024
-//! in flight (`c1024`; the summary pass adds `c256` and `c2048`). smoltcp finds a packet's socket by scanning its socket set,
-//! so its cost grows with concurrency; synack's flow table does not.
+//! in flight (`c1024`; the summary pass adds `c256` and `c2048`). smoltcp finds a packet's socket by scanning its
+//! socket set, so its cost grows with concurrency; synack's flow table does not.
 //! criterion reports time and elements/s per life cycle (`Throughput::Elements(1)`); a final summary times both
 //! stacks again, seven alternating passes each, and prints the best and the median pass of each and the
 //! synack/smoltcp ratios of both (a median that one pass preempted by the host does not move).
