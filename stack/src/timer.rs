@@ -14,8 +14,9 @@
 //!
 //! Every slot and timer is a node of one preallocated array; slots are sentinels of intrusive, circular,
 //! doubly-linked lists with `u32` links, so schedule and cancel are O(1) and need no knowledge of which slot a
-//! timer is in. One occupancy bitmap per level finds the next non-empty slot in O(levels), which is how
-//! [`TimerWheel::advance`] jumps over idle stretches and how [`TimerWheel::next_deadline`] stays cheap.
+//! timer is in. One occupancy bitmap per level, and one bit per non-empty level above them, find the next
+//! non-empty slot in O(1) (two `trailing_zeros`), which is how [`TimerWheel::advance`] jumps over idle stretches
+//! and how [`TimerWheel::next_deadline`] stays cheap.
 //!
 //! Deadlines further out than [`TimerConfig::span`] from the wheel's time go to an overflow list that is re-sorted
 //! into the wheel each time the wheel's time crosses a multiple of the span: such a timer is looked at once per
@@ -341,7 +342,7 @@ impl TimerWheel {
     }
 
     /// The earliest instant at which [`advance`](Self::advance) could report a timer, for use as a poll timeout;
-    /// `None` when nothing is scheduled. O(levels).
+    /// `None` when nothing is scheduled. O(1).
     ///
     /// It is a tick boundary at or before every scheduled timer's firing instant (its deadline rounded up to a
     /// tick, or the wheel's time for timers already due), so sleeping until it never makes a timer late. It can
