@@ -20,7 +20,9 @@ pub mod flow;
 mod input;
 mod net;
 mod output;
+mod rate_limit;
 mod rtt;
+mod syn_cookie;
 mod tcb;
 mod time_wait;
 
@@ -32,6 +34,7 @@ pub use config::{ConfigError, EngineConfig, KeepaliveConfig};
 pub use counters::Counters;
 pub use event::{CloseReason, ConnHandle, Error, Event, EventKind, ListenerHandle};
 pub use flow::FlowKey;
+pub use syn_cookie::{MSS_TABLE as SYN_COOKIE_MSS_TABLE, SynCookieMode};
 pub use tcb::State;
 
 use crate::assembler::Assembler;
@@ -62,6 +65,9 @@ mod alloc_free {
         pub(crate) fn pop(&mut self) -> Option<u32> {
             self.free.pop()
         }
+        pub(crate) fn is_empty(&self) -> bool {
+            self.free.is_empty()
+        }
         pub(crate) fn push(&mut self, index: u32) {
             debug_assert!(self.free.len() < self.free.capacity());
             self.free.push(index);
@@ -79,6 +85,17 @@ struct Listener {
     active: bool,
 }
 
+/// The limit that keeps a SYN from getting a control block (see `segment_for_listen`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum HalfOpenLimit {
+    /// The listener's backlog.
+    Backlog,
+    /// The half-open share of the connection table (`half_open_percent`).
+    Share,
+    /// The connection table.
+    Table,
+}
+
 /// A RST to send that is not tied to a live control block.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct PendingRst {
@@ -86,13 +103,6 @@ pub(crate) struct PendingRst {
     remote_mac: MacAddr,
     seq: SeqNum,
     ack: Option<SeqNum>,
-}
-
-/// RFC 5961 §7: a global budget of challenge ACKs per second.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct ChallengeLimiter {
-    second: u64,
-    sent: u32,
 }
 
 /// The TCP/IPv4 engine of one core. See the module documentation for the poll loop.
@@ -115,7 +125,17 @@ pub struct Engine {
     expired: Vec<TimerId>,
     neighbors: net::NeighborCache,
     counters: Counters,
-    challenge: ChallengeLimiter,
+    /// RFC 5961 §7's global budget (see `rate_limit.rs`).
+    challenge: rate_limit::ChallengeBudget,
+    /// SYN cookies (see `syn_cookie.rs`).
+    cookies: syn_cookie::SynCookies,
+    /// When the last cookie went out: in `auto` mode ACKs are checked for cookies only for two counter periods
+    /// after it (as Linux does), so that outside a flood no ACK can open a connection without a SYN.
+    last_cookie_sent: Option<Instant>,
+    /// Passive connections in SYN-RECEIVED, all listeners together, and the most allowed
+    /// (`half_open_percent` of `max_connections`).
+    half_open: u32,
+    half_open_limit: u32,
     /// Ephemeral-port cursor per local address (same order as `config.addresses`), so each source address
     /// walks the whole range on its own.
     next_port: Vec<u16>,
@@ -214,7 +234,7 @@ impl Engine {
             time_wait: TimeWaitTable::new(config.max_time_wait),
             listeners: Vec::with_capacity(config.max_listeners),
             wheel: TimerWheel::new(max_conns, config.timer, now),
-            isn: IsnGenerator::new(isn_secret),
+            isn: IsnGenerator::new(isn_secret.clone()),
             events: VecDeque::with_capacity(event_capacity),
             event_capacity,
             dirty: Vec::with_capacity(max_conns),
@@ -223,7 +243,12 @@ impl Engine {
             expired: Vec::with_capacity(max_conns),
             neighbors: net::NeighborCache::new(1024, FlowHasher::new(hash_secret)),
             counters: Counters::default(),
-            challenge: ChallengeLimiter { second: 0, sent: 0 },
+            challenge: rate_limit::ChallengeBudget::new(&isn_secret),
+            cookies: syn_cookie::SynCookies::new(&isn_secret),
+            last_cookie_sent: None,
+            half_open: 0,
+            half_open_limit: ((max_conns as u64 * u64::from(config.half_open_percent)) / 100)
+                .clamp(1, u64::from(u32::MAX)) as u32,
             next_port: vec![config.ephemeral_ports.0; config.addresses.len()],
             ip_ident: 0,
             clock: now,
@@ -390,9 +415,7 @@ impl Engine {
                 tcb.flags.insert(Flags::AWAIT_ARP);
                 self.arp_waiting += 1;
                 tcb.arp_at = Deadline::at(now + self.config.arp_retry_interval);
-                if self.pending_arps.len() < self.pending_arps.capacity() {
-                    self.pending_arps.push((local_addr, remote_addr));
-                }
+                self.queue_arp(local_addr, remote_addr);
             }
         }
         self.counters.active_opens += 1;
@@ -631,10 +654,9 @@ impl Engine {
             self.clear_await_arp(index);
             let tcb = &mut self.conns[index as usize];
             if let Some(l) = tcb.listener.take() {
-                if let Some(listener) = self.listeners.get_mut(l as usize) {
-                    listener.half_open = listener.half_open.saturating_sub(1);
-                }
+                self.release_half_open(l);
             }
+            let tcb = &mut self.conns[index as usize];
             self.flows.remove_if(&tcb.key, FlowSlot::Conn(index));
             tcb.clear_timers();
             self.wheel.cancel(TimerId(index));
@@ -647,6 +669,15 @@ impl Engine {
         tcb.generation = tcb.generation.wrapping_add(1);
         tcb.flags = Flags::default();
         self.free_conns.push(index);
+    }
+
+    /// A passive connection leaves SYN-RECEIVED (established, or gone): its listener's backlog share and the
+    /// engine's half-open count go down.
+    fn release_half_open(&mut self, listener: u32) {
+        if let Some(l) = self.listeners.get_mut(listener as usize) {
+            l.half_open = l.half_open.saturating_sub(1);
+        }
+        self.half_open = self.half_open.saturating_sub(1);
     }
 
     /// Ends the protocol side of a connection with `reason`, telling the application; the slot is freed now if
@@ -671,11 +702,9 @@ impl Engine {
         tcb.state = State::Closed;
         tcb.clear_timers();
         if let Some(l) = tcb.listener.take() {
-            if let Some(listener) = self.listeners.get_mut(l as usize) {
-                listener.half_open = listener.half_open.saturating_sub(1);
-            }
+            self.release_half_open(l);
         }
-        let app_closed = tcb.flags.contains(Flags::APP_CLOSED);
+        let app_closed = self.conns[index as usize].flags.contains(Flags::APP_CLOSED);
         self.wheel.cancel(TimerId(index));
         // A passive connection the application never saw goes back to LISTEN silently (RFC 9293 §3.10.7.4).
         if !was_passive_half_open {
@@ -702,9 +731,20 @@ impl Engine {
             };
             if self.pending_rsts.len() < self.pending_rsts.capacity() {
                 self.pending_rsts.push(rst);
+            } else {
+                self.counters.drop_rst_queue_full += 1;
             }
         }
         self.finish_conn(index, reason);
+    }
+
+    /// Queues an ARP request for the next `poll_transmit` (the queue never grows: a full one drops, counted).
+    fn queue_arp(&mut self, local: Ipv4Addr, remote: Ipv4Addr) {
+        if self.pending_arps.len() < self.pending_arps.capacity() {
+            self.pending_arps.push((local, remote));
+        } else {
+            self.counters.drop_arp_queue_full += 1;
+        }
     }
 
     /// Moves a connection whose FINs are both acknowledged into a compact TIME-WAIT record (RFC 9293 §3.10.7.4,
@@ -987,6 +1027,7 @@ impl Tcb {
                 recover: None,
             },
             unacked_segments: 0,
+            last_oow_ack: 0,
             rto_at: Deadline::NONE,
             delack_at: Deadline::NONE,
             persist_at: Deadline::NONE,
@@ -1041,6 +1082,7 @@ impl Tcb {
             recover: None,
         };
         self.unacked_segments = 0;
+        self.last_oow_ack = 0;
         self.clear_timers();
     }
 

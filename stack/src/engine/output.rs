@@ -2,14 +2,17 @@
 //! FIN, ACKs, probes), written straight from the send buffer into the transmit frame.
 
 use super::event::CloseReason;
+use super::flow::FlowKey;
 use super::input::ts_now;
+use super::syn_cookie;
 use super::tcb::{Deadline, Flags, State, Tcb};
 use super::time_wait::TimeWait;
 use super::{Engine, PendingRst};
 use crate::io::TxSink;
 use crate::time::Instant;
 use crate::wire::SeqNum;
-use crate::wire::tcp::{SackBlocks, TcpFlags, TcpTimestamps};
+use crate::wire::ethernet::MacAddr;
+use crate::wire::tcp::{SackBlocks, TcpFlags, TcpRepr, TcpTimestamps};
 use crate::wire::tcp_writer::{self, Route, SegmentHeader, SegmentOptions, TcpOptions};
 
 /// The window field to advertise: the free receive buffer, scaled down (RFC 7323 §2.3). Never scaled in a
@@ -359,6 +362,55 @@ impl Engine {
         );
     }
 
+    /// Answers a SYN with a SYN cookie (RFC 4987 §3.6, `syn_cookie.rs`): the SYN-ACK a new connection would send,
+    /// with the cookie as ISS and, with timestamps, the options in the TSval; no state is kept.
+    pub(crate) fn send_syn_cookie<S: TxSink>(
+        &mut self,
+        now: Instant,
+        key: FlowKey,
+        remote_mac: MacAddr,
+        seg: &TcpRepr,
+        tx: &mut S,
+    ) {
+        let tuple = syn_cookie::CookieTuple {
+            local: (key.local_addr, key.local_port),
+            remote: (key.remote_addr, key.remote_port),
+        };
+        let iss = self.cookies.encode(now, &tuple, seg.seq, seg.mss.unwrap_or(536));
+        let config = &self.config;
+        // Without timestamps nothing can carry window scaling and SACK to the third ACK: offer neither.
+        let peer_ts = seg.timestamps.filter(|_| config.timestamps);
+        let window_scale = seg.window_scale.filter(|_| config.window_scaling && peer_ts.is_some());
+        let sack_permitted = config.sack && seg.sack_permitted && peer_ts.is_some();
+        let timestamps = peer_ts.map(|ts| {
+            let (_, offset) = self.isn.isn_and_ts_offset(tuple.local, tuple.remote, now);
+            TcpTimestamps {
+                tsval: syn_cookie::encode_ts(ts_now(now, offset), window_scale, sack_permitted),
+                tsecr: ts.tsval,
+            }
+        });
+        let options = TcpOptions {
+            mss: Some(config.mss),
+            window_scale: window_scale.map(|_| self.rcv_shift),
+            sack_permitted,
+            timestamps,
+            sack_blocks: &[],
+        };
+        let header = SegmentHeader {
+            src_port: key.local_port,
+            dst_port: key.remote_port,
+            seq: iss,
+            ack: seg.seq + 1,
+            flags: TcpFlags::SYN | TcpFlags::ACK,
+            // As a SYN-RECEIVED control block with an empty receive buffer advertises it (never scaled).
+            window: config.buffer_size.min(usize::from(u16::MAX)) as u16,
+            options: SegmentOptions::Any(&options),
+        };
+        self.counters.syn_cookies_sent += 1;
+        self.last_cookie_sent = Some(now);
+        self.send_bare(tx, key.local_addr, key.remote_addr, remote_mac, &header);
+    }
+
     /// Sends a RST not tied to a control block.
     pub(crate) fn send_rst<S: TxSink>(&mut self, tx: &mut S, rst: PendingRst) {
         let mut flags = TcpFlags::RST;
@@ -425,6 +477,8 @@ impl Engine {
                     let (local, remote) = (tcb.key.local_addr, tcb.key.remote_addr);
                     if self.pending_arps.len() < self.pending_arps.capacity() {
                         self.pending_arps.push((local, remote));
+                    } else {
+                        self.counters.drop_arp_queue_full += 1;
                     }
                 }
             }
@@ -437,8 +491,14 @@ impl Engine {
         if outcome.is_none() && due(tcb.rto_at) {
             tcb.rto_at = Deadline::NONE;
             self.counters.rto_fired += 1;
+            let passive_half_open = passive_half_open(tcb);
+            // Under half-open pressure (half the share taken) a SYN-ACK goes out at most twice: a flood's
+            // spoofed entries leave after one RTO backoff instead of six (Linux prunes its queue likewise).
+            let pressure = passive_half_open && self.half_open.saturating_mul(2) >= self.half_open_limit;
             let limit = if tcb.state.is_synchronized() {
                 config.data_retries
+            } else if pressure {
+                config.syn_retries.min(1)
             } else {
                 config.syn_retries
             };
@@ -452,8 +512,11 @@ impl Engine {
                 tcb.rtt_probe = None;
                 tcb.persist_at = Deadline::at(now);
             } else if tcb.retries >= limit {
-                if tcb.state == State::SynReceived && tcb.flags.contains(Flags::PASSIVE) {
+                if passive_half_open {
                     self.counters.syn_received_timeouts += 1;
+                    if limit < config.syn_retries {
+                        self.counters.synack_retries_shortened += 1;
+                    }
                 } else {
                     self.counters.rto_aborts += 1;
                 }
@@ -512,6 +575,9 @@ impl Engine {
             }
         }
         match outcome {
+            // A passive half-open connection that never completed goes silently, as Linux's request socks do:
+            // under a SYN flood its peer is most likely spoofed, and a RST would only add to the flood.
+            Some(reason) if passive_half_open(&self.conns[index as usize]) => self.finish_conn(index, reason),
             Some(reason @ (CloseReason::TimedOut | CloseReason::KeepaliveTimeout))
                 if self.conns[index as usize].state != State::FinWait2 =>
             {
@@ -521,6 +587,11 @@ impl Engine {
             None => self.mark_dirty(index),
         }
     }
+}
+
+/// A connection from a SYN we received, not yet established.
+fn passive_half_open(tcb: &Tcb) -> bool {
+    tcb.state == State::SynReceived && tcb.flags.contains(Flags::PASSIVE)
 }
 
 /// A pure ACK if one is owed.

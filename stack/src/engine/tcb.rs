@@ -267,6 +267,9 @@ pub(crate) struct Tcb {
     pub cc: Congestion,
     /// Full-sized segments received since our last ACK (an ACK goes out for every second, RFC 9293 SHLD-19).
     pub unacked_segments: u8,
+    /// When this connection last sent a challenge ACK or an ACK for an unacceptable segment (milliseconds, 0 for
+    /// never): at most one per `oow_ack_interval` (see `rate_limit.rs`).
+    pub last_oow_ack: u32,
 
     // Timer deadlines; the wheel holds the earliest.
     pub rto_at: Deadline,
