@@ -175,12 +175,42 @@ pub enum ConfigError {
     /// `half_open_percent` is not in 1..=100.
     #[error("half_open_percent must be in 1..=100")]
     BadHalfOpenShare,
+    /// The device's frames cannot hold the engine's largest segment.
+    #[error("a full-sized segment (MSS {mss}) needs {needed}-byte frames; the device's hold {capacity}")]
+    FrameTooSmall {
+        /// The configured MSS.
+        mss: u16,
+        /// The largest frame the engine may send.
+        needed: usize,
+        /// The device's frame size.
+        capacity: usize,
+    },
     /// More entries than the flow table's 31-bit slot indices (and the wheel's ids) can name.
     #[error("max_connections + max_time_wait must be below 2^31")]
     TooLarge,
 }
 
 impl EngineConfig {
+    /// The largest frame the engine may send: Ethernet, IPv4 and a TCP header with the most options (40 bytes)
+    /// around a full MSS of data.
+    pub fn largest_frame(&self) -> usize {
+        14 + 20 + 20 + 40 + usize::from(self.mss)
+    }
+
+    /// Refuses, at start-up, a device whose frames cannot carry the engine's largest segment: such a segment
+    /// would be refused by the sink every time it is tried (`TxRefused::TooLong`).
+    pub fn check_frame_capacity(&self, capacity: usize) -> Result<(), ConfigError> {
+        let needed = self.largest_frame();
+        if needed > capacity {
+            return Err(ConfigError::FrameTooSmall {
+                mss: self.mss,
+                needed,
+                capacity,
+            });
+        }
+        Ok(())
+    }
+
     /// Checks the configuration; the engine refuses to start on an error.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.addresses.is_empty() {

@@ -8,7 +8,7 @@ use super::syn_cookie::{self, SynCookieMode};
 use super::tcb::{Deadline, Flags, State, Tcb, Timestamps};
 use super::{Engine, PendingRst};
 use super::{HalfOpenLimit, rate_limit};
-use crate::io::TxSink;
+use crate::io::{TxRefused, TxSink};
 use crate::time::Instant;
 use crate::wire::ethernet::MacAddr;
 use crate::wire::tcp::TcpRepr;
@@ -246,7 +246,10 @@ impl Engine {
                     seq: tcb.snd_nxt,
                     ack: Some(tcb.rcv_nxt),
                 };
-                self.send_rst(tx, rst);
+                // A full sink now: the RST goes with the next `poll_transmit` instead.
+                if self.send_rst(tx, rst) == Err(TxRefused::Full) {
+                    self.queue_rst(rst);
+                }
                 self.finish_conn(index, reason);
                 return;
             }

@@ -39,7 +39,7 @@ pub use tcb::State;
 
 use crate::assembler::Assembler;
 use crate::buffer::{BufferPool, RingBuffer};
-use crate::io::TxSink;
+use crate::io::{TxRefused, TxSink};
 use crate::isn::{FlowHasher, IsnGenerator, Secret};
 use crate::time::Instant;
 use crate::timer::{TimerId, TimerWheel};
@@ -729,13 +729,18 @@ impl Engine {
                 seq: tcb.snd_nxt,
                 ack: Some(tcb.rcv_nxt),
             };
-            if self.pending_rsts.len() < self.pending_rsts.capacity() {
-                self.pending_rsts.push(rst);
-            } else {
-                self.counters.drop_rst_queue_full += 1;
-            }
+            self.queue_rst(rst);
         }
         self.finish_conn(index, reason);
+    }
+
+    /// Queues a RST for the next `poll_transmit` (the queue never grows: a full one drops, counted).
+    fn queue_rst(&mut self, rst: PendingRst) {
+        if self.pending_rsts.len() < self.pending_rsts.capacity() {
+            self.pending_rsts.push(rst);
+        } else {
+            self.counters.drop_rst_queue_full += 1;
+        }
     }
 
     /// Queues an ARP request for the next `poll_transmit` (the queue never grows: a full one drops, counted).
@@ -949,33 +954,55 @@ impl Engine {
     }
 
     /// Sends everything due: for each connection touched since the last call, its ACKs, data, FIN or SYN; then
-    /// RSTs for aborted connections.
+    /// RSTs for aborted connections and ARP requests.
+    ///
+    /// When the sink is full (`TxRefused::Full`) the pass stops there: the connection it was on and all that
+    /// come after it stay queued, in order, for the next call, and nothing refused is lost or spun on.
     pub fn poll_transmit<S: TxSink>(&mut self, now: Instant, tx: &mut S) {
         self.clock = self.clock.max(now);
-        let mut i = 0;
-        while i < self.dirty.len() {
-            let index = self.dirty[i];
-            i += 1;
+        let mut done = 0;
+        let mut full = false;
+        while done < self.dirty.len() {
+            let index = self.dirty[done];
             self.conns[index as usize].flags.remove(Flags::DIRTY);
             if self.conns[index as usize].state == State::Listen {
+                done += 1;
                 continue; // freed since it was marked
             }
-            self.transmit_conn(now, index, tx);
+            let sent = self.transmit_conn(now, index, tx);
             if self.conns[index as usize].state != State::Listen {
                 self.rearm(now, index);
             }
+            if sent.is_err() {
+                self.conns[index as usize].flags.insert(Flags::DIRTY);
+                full = true;
+                break;
+            }
+            done += 1;
         }
-        self.dirty.clear();
-        for k in 0..self.pending_rsts.len() {
-            let rst = self.pending_rsts[k];
-            self.send_rst(tx, rst);
+        self.dirty.drain(..done);
+        if full {
+            return;
         }
-        self.pending_rsts.clear();
-        for k in 0..self.pending_arps.len() {
-            let (local, remote) = self.pending_arps[k];
-            self.request_neighbor(now, local, remote, tx);
+        let mut sent = 0;
+        while let Some(&rst) = self.pending_rsts.get(sent) {
+            if self.send_rst(tx, rst) == Err(TxRefused::Full) {
+                break;
+            }
+            sent += 1;
         }
-        self.pending_arps.clear();
+        self.pending_rsts.drain(..sent);
+        if !self.pending_rsts.is_empty() {
+            return;
+        }
+        let mut sent = 0;
+        while let Some(&(local, remote)) = self.pending_arps.get(sent) {
+            if self.request_neighbor(now, local, remote, tx) == Err(TxRefused::Full) {
+                break;
+            }
+            sent += 1;
+        }
+        self.pending_arps.drain(..sent);
     }
 }
 

@@ -8,7 +8,7 @@ use super::syn_cookie;
 use super::tcb::{Deadline, Flags, State, Tcb};
 use super::time_wait::TimeWait;
 use super::{Engine, PendingRst};
-use crate::io::TxSink;
+use crate::io::{TxRefused, TxSink};
 use crate::time::Instant;
 use crate::wire::SeqNum;
 use crate::wire::ethernet::MacAddr;
@@ -38,20 +38,25 @@ struct Plan {
     /// SND.NXT after this segment (unchanged for retransmissions at SND.UNA and for probes).
     next: Option<SeqNum>,
     retransmit: bool,
+    /// Requests this segment answers (fast retransmit, window or keep-alive probe): cleared only once it has
+    /// left, so a sink that refuses it does not lose the request.
+    answers: Flags,
 }
 
 impl Engine {
-    /// Sends what the connection has to send now.
-    pub(crate) fn transmit_conn<S: TxSink>(&mut self, now: Instant, index: u32, tx: &mut S) {
+    /// Sends what the connection has to send now. `Err(Full)` when the sink filled up before it was done: the
+    /// caller keeps the connection for its next pass; nothing of the refused segment was committed.
+    pub(crate) fn transmit_conn<S: TxSink>(&mut self, now: Instant, index: u32, tx: &mut S) -> Result<(), TxRefused> {
         // Bounded: a connection sends at most a window's worth per call, one MSS per segment.
         for _ in 0..256 {
             let Some(plan) = self.plan_segment(now, index) else {
                 break;
             };
-            let Some(window) = self.emit_plan(now, index, &plan, tx) else {
-                // The ring is full: keep the connection dirty for the next poll; nothing was committed.
-                self.mark_dirty(index);
-                break;
+            let window = match self.emit_plan(now, index, &plan, tx) {
+                Ok(window) => window,
+                Err(TxRefused::Full) => return Err(TxRefused::Full),
+                // Never fits (counted): drop it rather than retry it every pass; its timers recover what matters.
+                Err(TxRefused::TooLong) => break,
             };
             self.commit_plan(now, index, &plan, window);
             // Only a retransmission, or new data that did not take all there was (no PSH: see plan_segment), can
@@ -62,6 +67,7 @@ impl Engine {
                 break;
             }
         }
+        Ok(())
     }
 
     /// Decides the next segment, without changing any state.
@@ -84,6 +90,7 @@ impl Engine {
                     data_len: 0,
                     next: Some(tcb.iss + 1),
                     retransmit: tcb.snd_max != tcb.iss,
+                    answers: Flags::default(),
                 });
             }
             State::SynReceived => {
@@ -95,6 +102,7 @@ impl Engine {
                         data_len: 0,
                         next: Some(tcb.iss + 1),
                         retransmit: tcb.snd_max != tcb.iss,
+                        answers: Flags::default(),
                     });
                 }
                 return ack_only(tcb);
@@ -110,7 +118,6 @@ impl Engine {
 
         // Fast retransmit / partial ACK: the segment at SND.UNA again (RFC 5681 §3.2, RFC 6582 §3.2).
         if tcb.flags.contains(Flags::FAST_REXMIT) {
-            tcb.flags.remove(Flags::FAST_REXMIT);
             let avail = data_end.since(tcb.snd_una) as usize;
             // Only what was sent before: bytes beyond SND.MAX never fit the window and go out as new data,
             // which advances SND.MAX (else the peer's ACK for them would be an ACK of unsent data).
@@ -132,8 +139,11 @@ impl Engine {
                     data_len: len,
                     next: None,
                     retransmit: true,
+                    answers: Flags::FAST_REXMIT,
                 });
             }
+            // Nothing left to resend: the request is void.
+            tcb.flags.remove(Flags::FAST_REXMIT);
         }
 
         // New (or, after a timeout, resent) data from SND.NXT within min(SND.WND, cwnd).
@@ -167,13 +177,14 @@ impl Engine {
                 data_len: len,
                 next: Some(next),
                 retransmit,
+                answers: Flags::default(),
             });
         }
 
         // Zero-window or keep-alive probe: an ACK one below SND.UNA makes the peer answer with its window.
         if tcb.flags.contains(Flags::PROBE) || tcb.flags.contains(Flags::KEEPALIVE_PROBE) {
-            tcb.flags.remove(Flags::PROBE);
-            tcb.flags.remove(Flags::KEEPALIVE_PROBE);
+            let mut answers = Flags::PROBE;
+            answers.insert(Flags::KEEPALIVE_PROBE);
             return Some(Plan {
                 flags: ack_flag,
                 seq: tcb.snd_una - 1,
@@ -181,6 +192,7 @@ impl Engine {
                 data_len: 0,
                 next: None,
                 retransmit: false,
+                answers,
             });
         }
         // Persist: data waits behind a zero window and nothing is in flight to bring a window update.
@@ -191,11 +203,11 @@ impl Engine {
     }
 
     /// Writes the planned segment into a transmit frame. Returns the window field it advertised, for
-    /// [`Engine::commit_plan`] (computed once per segment), or `None` when the sink had no room.
+    /// [`Engine::commit_plan`] (computed once per segment), or why the sink did not take it.
     ///
     /// The frame goes straight from plain values through [`tcp_writer::write_frame`] (headers at fixed offsets,
     /// one checksum pass over header and payload) rather than through a `TcpRepr` and the per-layer emits.
-    fn emit_plan<S: TxSink>(&mut self, now: Instant, index: u32, plan: &Plan, tx: &mut S) -> Option<u16> {
+    fn emit_plan<S: TxSink>(&mut self, now: Instant, index: u32, plan: &Plan, tx: &mut S) -> Result<u16, TxRefused> {
         let ident = self.next_ident();
         let src_mac = self.config.mac;
         let config_mss = self.config.mss;
@@ -262,11 +274,10 @@ impl Engine {
         let sent = tx.transmit(frame_len, |buf| {
             tcp_writer::write_frame(buf, &route, ident, &header, header_len, [first, second]);
         });
-        self.count_tx(sent);
-        if sent {
+        if self.count_tx(sent) {
             self.counters.tcp_tx_segments += 1;
         }
-        sent.then_some(window)
+        sent.map(|()| window)
     }
 
     /// Commits a segment that went out: sequence numbers, timers, transitions on FIN. `window` is the window
@@ -275,6 +286,7 @@ impl Engine {
     fn commit_plan(&mut self, now: Instant, index: u32, plan: &Plan, window: u16) {
         let rto_bounds = self.rto_bounds;
         let tcb = &mut self.conns[index as usize];
+        tcb.flags.remove(plan.answers);
         if plan.retransmit {
             self.counters.retransmits += 1;
         }
@@ -333,8 +345,9 @@ impl Engine {
             data_len: 0,
             next: None,
             retransmit: false,
+            answers: Flags::default(),
         };
-        if let Some(window) = self.emit_plan(now, index, &plan, tx) {
+        if let Ok(window) = self.emit_plan(now, index, &plan, tx) {
             self.commit_plan(now, index, &plan, window);
         }
     }
@@ -353,7 +366,8 @@ impl Engine {
                 tsecr: recent,
             })),
         };
-        self.send_bare(
+        // A refused ACK is counted; the peer's next retransmission of its FIN brings another chance.
+        let _ = self.send_bare(
             tx,
             record.key.local_addr,
             record.key.remote_addr,
@@ -406,13 +420,17 @@ impl Engine {
             window: config.buffer_size.min(usize::from(u16::MAX)) as u16,
             options: SegmentOptions::Any(&options),
         };
-        self.counters.syn_cookies_sent += 1;
         self.last_cookie_sent = Some(now);
-        self.send_bare(tx, key.local_addr, key.remote_addr, remote_mac, &header);
+        if self
+            .send_bare(tx, key.local_addr, key.remote_addr, remote_mac, &header)
+            .is_ok()
+        {
+            self.counters.syn_cookies_sent += 1;
+        }
     }
 
     /// Sends a RST not tied to a control block.
-    pub(crate) fn send_rst<S: TxSink>(&mut self, tx: &mut S, rst: PendingRst) {
+    pub(crate) fn send_rst<S: TxSink>(&mut self, tx: &mut S, rst: PendingRst) -> Result<(), TxRefused> {
         let mut flags = TcpFlags::RST;
         if rst.ack.is_some() {
             flags |= TcpFlags::ACK;
@@ -425,8 +443,11 @@ impl Engine {
             flags,
             ..SegmentHeader::default()
         };
-        self.counters.rst_sent += 1;
-        self.send_bare(tx, rst.key.local_addr, rst.key.remote_addr, rst.remote_mac, &header);
+        let sent = self.send_bare(tx, rst.key.local_addr, rst.key.remote_addr, rst.remote_mac, &header);
+        if sent.is_ok() {
+            self.counters.rst_sent += 1;
+        }
+        sent
     }
 
     /// Sends a segment without payload that belongs to no control block.
@@ -437,7 +458,7 @@ impl Engine {
         dst_addr: core::net::Ipv4Addr,
         dst_mac: crate::wire::ethernet::MacAddr,
         header: &SegmentHeader<'_>,
-    ) {
+    ) -> Result<(), TxRefused> {
         let ident = self.next_ident();
         let route = Route {
             src_mac: self.config.mac,
@@ -449,10 +470,10 @@ impl Engine {
         let sent = tx.transmit(tcp_writer::frame_len(header_len, 0), |buf| {
             tcp_writer::write_frame(buf, &route, ident, header, header_len, [&[], &[]]);
         });
-        self.count_tx(sent);
-        if sent {
+        if self.count_tx(sent) {
             self.counters.tcp_tx_segments += 1;
         }
+        sent
     }
 
     /// A connection's timer fired: see which of its deadlines are due (RFC 9293 §3.10.8, RFC 6298 §5).
@@ -603,5 +624,6 @@ fn ack_only(tcb: &Tcb) -> Option<Plan> {
         data_len: 0,
         next: None,
         retransmit: false,
+        answers: Flags::default(),
     })
 }
