@@ -83,6 +83,8 @@ pub fn engine_config(
         delayed_ack: (settings.delayed_ack_ms > 0).then(|| Duration::from_millis(settings.delayed_ack_ms)),
         nagle: settings.nagle,
         ephemeral_ports: ports,
+        syn_cookies: settings.syn_cookies.to_engine(),
+        half_open_percent: settings.half_open_percent,
         ..EngineConfig::default()
     }
 }
