@@ -306,7 +306,7 @@ impl Engine {
             tcb.flags.insert(Flags::ACK_NOW);
             start_keepalive(tcb, now, config);
             self.counters.established += 1;
-            self.push_event(index, EventKind::Connected);
+            let _ = self.push_event(index, EventKind::Connected);
             // Data or FIN on the SYN-ACK: continue at the sixth step (§3.10.7.3).
             if !seg.payload.is_empty() || seg.flags.fin() {
                 let data = self.process_data(now, index, seg);
@@ -389,17 +389,15 @@ impl Engine {
         if !acceptable {
             if seg.flags.rst() {
                 self.counters.drop_rst_out_of_window += 1;
+            } else if seg.flags.syn() {
+                // RFC 5961 §4.2: a SYN, whatever its sequence number, gets a challenge ACK.
+                self.counters.drop_out_of_window += 1;
+                self.challenge_ack(now, index);
             } else {
                 self.counters.drop_out_of_window += 1;
                 self.ack_unacceptable(now, index, seg);
             }
             return Step::Done;
-        }
-        // RFC 7323 §4.3: remember the TSval of a segment that covers the left edge of the window.
-        if let (Some(ts), Some(seg_ts)) = (tcb.ts.as_mut(), seg.timestamps) {
-            if seg.seq.diff(tcb.rcv_nxt) <= 0 {
-                ts.recent = seg_ts.tsval;
-            }
         }
         // Activity: push keep-alive out.
         if tcb.keepalive_at.is_some() {
@@ -457,12 +455,13 @@ impl Engine {
         }
     }
 
-    /// The ACK owed for an unacceptable segment (RFC 9293 §3.10.7.4 first step, RFC 7323 PAWS). An empty one
-    /// (or a SYN) gets it under the per-connection limit only, as in Linux: a blind attacker sends those by the
-    /// million, while a peer resending old data needs every ACK.
+    /// The ACK owed for an unacceptable segment (RFC 9293 §3.10.7.4 first step, RFC 7323 PAWS), under the
+    /// per-connection limit: a blind attacker sends those by the million. Only data wholly below RCV.NXT is
+    /// answered every time: that is a peer resending because our ACK was lost, and it needs each one.
     fn ack_unacceptable(&mut self, now: Instant, index: u32, seg: &TcpRepr) {
         let tcb = &mut self.conns[index as usize];
-        let limited = seg.payload.is_empty() || seg.flags.syn();
+        let old_data = !seg.payload.is_empty() && (seg.seq + seg.segment_len()).diff(tcb.rcv_nxt) <= 0;
+        let limited = !old_data;
         if limited && !rate_limit::per_connection_allows(&mut tcb.last_oow_ack, now, self.config.oow_ack_interval) {
             self.counters.oow_acks_limited += 1;
             return;
@@ -476,12 +475,19 @@ impl Engine {
             self.counters.drop_no_ack += 1;
             return Step::Done;
         }
+        let event_room = self.event_room();
         let config = &self.config;
         let tcb = &mut self.conns[index as usize];
         if tcb.state == State::SynReceived {
             // SND.UNA < SEG.ACK =< SND.NXT: the handshake completes.
             if !(seg.ack.diff(tcb.snd_una) > 0 && seg.ack.diff(tcb.snd_max) <= 0) {
                 return Step::ResetReply;
+            }
+            // No room to tell the application: stay half-open and drop the ACK (as Linux does with a full accept
+            // queue); the peer's next segment, or its answer to our SYN-ACK's retransmission, completes it later.
+            if !event_room {
+                self.counters.events_dropped += 1;
+                return Step::Done;
             }
             tcb.transition(State::Established);
             tcb.snd_wnd = u32::from(seg.window) << tcb.snd_shift;
@@ -502,7 +508,7 @@ impl Engine {
                 }
                 None => EventKind::Connected,
             };
-            self.push_event(index, kind);
+            let _ = self.push_event(index, kind);
         }
         let tcb = &mut self.conns[index as usize];
         // RFC 5961 §5.2: acceptable ACKs lie in [SND.UNA - MAX.SND.WND, SND.NXT].
@@ -514,6 +520,14 @@ impl Engine {
         if seg.ack.diff(tcb.snd_una - tcb.max_snd_wnd) < 0 {
             self.challenge_ack(now, index);
             return Step::Done;
+        }
+        // RFC 7323 §4.3: remember the TSval of a segment that covers the left edge of the window, once its ACK
+        // is known to be acceptable (as Linux does): one blind segment that guessed RCV.NXT but not the ACK must
+        // not move TS.Recent, or PAWS would then drop the peer's real segments.
+        if let (Some(ts), Some(seg_ts)) = (tcb.ts.as_mut(), seg.timestamps) {
+            if seg.seq.diff(tcb.rcv_nxt) <= 0 {
+                ts.recent = seg_ts.tsval;
+            }
         }
         let acked = seg.ack.diff(tcb.snd_una);
         if acked > 0 {
@@ -605,8 +619,10 @@ impl Engine {
             Deadline::after(now, tcb.rtt.rto(rto_bounds))
         };
         if tcb.flags.contains(Flags::WANT_WRITABLE) && tcb.tx.free() > 0 && tcb.state.can_send() {
-            tcb.flags.remove(Flags::WANT_WRITABLE);
-            self.push_event(index, EventKind::Writable);
+            // Still owed if the queue is full: the next ACK that frees space tries again.
+            if self.push_event(index, EventKind::Writable) {
+                self.conns[index as usize].flags.remove(Flags::WANT_WRITABLE);
+            }
         }
     }
 
@@ -704,14 +720,16 @@ impl Engine {
                 }
                 _ => tcb.flags.insert(Flags::ACK_NOW),
             }
-            if !tcb.flags.contains(Flags::READABLE_SENT) {
-                tcb.flags.insert(Flags::READABLE_SENT);
-                self.push_event(index, EventKind::Readable);
+            // Marked sent only once queued: a dropped one is owed, and the next data segment raises it.
+            if !tcb.flags.contains(Flags::READABLE_SENT) && self.push_event(index, EventKind::Readable) {
+                self.conns[index as usize].flags.insert(Flags::READABLE_SENT);
             }
         } else {
             // Out of order: place it beyond the hole and remember the range (RFC 9293 SHLD-31).
             let n = tcb.rx.write_at(&mut self.pool, offset, data);
-            if n == 0 || tcb.ooo.add(offset as u32, n as u32).is_err() {
+            if n == 0 && self.pool.available() == 0 && !tcb.rx.has_chunk() {
+                self.counters.drop_no_buffer += 1;
+            } else if n == 0 || tcb.ooo.add(offset as u32, n as u32).is_err() {
                 self.counters.drop_reassembly_full += 1;
             } else {
                 self.counters.data_out_of_order += 1;
@@ -782,7 +800,7 @@ impl Engine {
             }
             _ => Step::Continue,
         };
-        self.push_event(index, EventKind::PeerClosed);
+        let _ = self.push_event(index, EventKind::PeerClosed);
         step
     }
 

@@ -320,17 +320,24 @@ impl Engine {
         event
     }
 
-    /// Queues an event for connection `index` (its current generation); a full queue drops it, counted.
-    fn push_event(&mut self, index: u32, kind: EventKind) {
+    /// Queues an event for connection `index` (its current generation); a full queue drops it, counted, and
+    /// says so, so that a caller whose event would otherwise never come again can keep it owed.
+    fn push_event(&mut self, index: u32, kind: EventKind) -> bool {
         if self.events.len() >= self.event_capacity {
             self.counters.events_dropped += 1;
-            return;
+            return false;
         }
         let generation = self.conns[index as usize].generation;
         self.events.push_back(Event {
             conn: ConnHandle { index, generation },
             kind,
         });
+        true
+    }
+
+    /// Whether the event queue has room for one more.
+    fn event_room(&self) -> bool {
+        self.events.len() < self.event_capacity
     }
 
     // ----- application calls -------------------------------------------------------------------------------
@@ -708,7 +715,7 @@ impl Engine {
         self.wheel.cancel(TimerId(index));
         // A passive connection the application never saw goes back to LISTEN silently (RFC 9293 §3.10.7.4).
         if !was_passive_half_open {
-            self.push_event(index, EventKind::Closed { reason });
+            let _ = self.push_event(index, EventKind::Closed { reason });
         }
         if app_closed || was_passive_half_open {
             self.free_conn(index);
