@@ -2,8 +2,10 @@
 //! blind off-path attacker (RFC 5961) and under overload of every bounded resource. Tests are named
 //! `<state>_<event>_<expectation>` and say which rule they check.
 //!
-//! The blind-attack test injects `SYNACK_BLIND_SEGMENTS` spoofed segments (a CI-sized default); its full-million
-//! variant is `#[ignore]`d: `cargo test -p synack --test hostile -- --ignored --nocapture`.
+//! The blind-attack test injects a million spoofed segments (about 6 s in a debug build, 1 s in release);
+//! `SYNACK_BLIND_SEGMENTS` overrides the count. `--nocapture` shows what each test counted. Tests marked
+//! `#[ignore = "engine bug: ..."]` show a real misbehaviour of the engine and pass once it is fixed:
+//! `cargo test -p synack --test hostile -- --ignored`.
 
 use core::net::{Ipv4Addr, SocketAddrV4};
 use core::time::Duration;
@@ -482,7 +484,8 @@ impl Apps {
 
     fn on_client_event(&mut self, engine: &mut Engine, event: Event) {
         let Some(c) = self.clients.get_mut(&event.conn) else {
-            self.problems.push(format!("client event for an unknown connection: {event:?}"));
+            self.problems
+                .push(format!("client event for an unknown connection: {event:?}"));
             return;
         };
         match event.kind {
@@ -507,7 +510,8 @@ impl Apps {
             // Adopt a connection whose `Accepted` never came: every event names its connection.
             let Ok(flow) = engine.flow(event.conn) else {
                 if !matches!(event.kind, EventKind::Closed { .. }) {
-                    self.problems.push(format!("server event for an unknown, stale handle: {event:?}"));
+                    self.problems
+                        .push(format!("server event for an unknown, stale handle: {event:?}"));
                 }
                 return;
             };
@@ -548,7 +552,16 @@ impl Apps {
                 continue;
             }
             if !c.hold {
-                Self::send_pending(engine, conn, c.port, UP, &mut c.sent, self.request_len, &mut self.buf, &mut self.problems);
+                Self::send_pending(
+                    engine,
+                    conn,
+                    c.port,
+                    UP,
+                    &mut c.sent,
+                    self.request_len,
+                    &mut self.buf,
+                    &mut self.problems,
+                );
             }
             let complete = Self::read_pending(
                 engine,
@@ -589,7 +602,16 @@ impl Apps {
                 );
             }
             if s.received == self.request_len {
-                Self::send_pending(engine, conn, s.peer_port, DOWN, &mut s.sent, self.response_len, &mut self.buf, &mut self.problems);
+                Self::send_pending(
+                    engine,
+                    conn,
+                    s.peer_port,
+                    DOWN,
+                    &mut s.sent,
+                    self.response_len,
+                    &mut self.buf,
+                    &mut self.problems,
+                );
             }
             if s.close_when_sent && s.sent == self.response_len && s.received == self.request_len {
                 s.released = true;
@@ -675,7 +697,9 @@ impl Apps {
 
     fn describe(&self, conn: ConnHandle) -> String {
         let c = self.clients.get(&conn);
-        let s = c.and_then(|c| self.by_port.get(&c.port)).and_then(|s| self.servers.get(s));
+        let s = c
+            .and_then(|c| self.by_port.get(&c.port))
+            .and_then(|s| self.servers.get(s));
         format!("client {c:?}, server {s:?}")
     }
 
@@ -699,7 +723,12 @@ const STEP: Duration = Duration::from_millis(1);
 const LATENCY: Duration = Duration::from_micros(200);
 
 /// Runs steps until `until` holds or `limit` of virtual time has passed; returns whether it held.
-fn run_until(world: &mut World, apps: &mut Apps, limit: Duration, mut until: impl FnMut(&World, &Apps) -> bool) -> bool {
+fn run_until(
+    world: &mut World,
+    apps: &mut Apps,
+    limit: Duration,
+    mut until: impl FnMut(&World, &Apps) -> bool,
+) -> bool {
     let deadline = world.now + limit;
     while world.now < deadline {
         world.step(STEP, None);
@@ -798,7 +827,11 @@ fn quick_half_open(config: EngineConfig) -> EngineConfig {
 
 /// The sum of counters whose name mentions SYN cookies: zero while the engine has none.
 fn cookie_counters(counters: &Counters) -> u64 {
-    counters.iter().filter(|(name, _)| name.contains("cookie")).map(|(_, v)| v).sum()
+    counters
+        .iter()
+        .filter(|(name, _)| name.contains("cookie"))
+        .map(|(_, v)| v)
+        .sum()
 }
 
 // ----- part 4: overload never wedges -------------------------------------------------------------------------
@@ -848,7 +881,11 @@ fn listen_syn_flood_past_table_full_counts_drops_and_recovers() {
         nonzero(&during)
     );
     assert!(peak <= 32, "connection table held {peak} > max_connections");
-    assert!(during.drop_table_full > 0, "exhaustion not counted: {}", nonzero(&during));
+    assert!(
+        during.drop_table_full > 0,
+        "exhaustion not counted: {}",
+        nonzero(&during)
+    );
 
     // The load stops: the held clients make their requests and close; the refused ones retry.
     apps.release(&mut world.client.engine);
@@ -867,7 +904,10 @@ fn listen_syn_flood_past_table_full_counts_drops_and_recovers() {
     let took = fresh_exchange(&mut world, &mut apps, Duration::from_secs(1));
     assert!(took.is_ok(), "no recovery: {took:?}");
     assert!(apps.problems.is_empty(), "{:?}", apps.problems);
-    eprintln!("table full: fresh exchange in {took:?}; server: {}", nonzero(world.server.engine.counters()));
+    eprintln!(
+        "table full: fresh exchange in {took:?}; server: {}",
+        nonzero(world.server.engine.counters())
+    );
 }
 
 /// Listener backlog full: 2,000 spoofed SYNs in 100 ms against a backlog of 8 (RFC 9293 §3.10.7.2 and the
@@ -953,10 +993,17 @@ fn time_wait_table_full_counts_overflow_and_recovers() {
     assert_eq!(c.time_wait_overflow, 32, "every close beyond the 8 records is counted");
     assert_eq!(world.client.engine.time_wait_count(), 8);
     assert_eq!(c.time_wait_expired, 0, "no record left before 2*MSL");
-    assert_eq!(world.client.engine.connection_count(), 0, "skipped TIME-WAITs leave no connection behind");
+    assert_eq!(
+        world.client.engine.connection_count(),
+        0,
+        "skipped TIME-WAITs leave no connection behind"
+    );
 
     let took = fresh_exchange(&mut world, &mut apps, Duration::from_secs(1));
-    assert!(took.is_ok(), "no connection while the TIME-WAIT table is full: {took:?}");
+    assert!(
+        took.is_ok(),
+        "no connection while the TIME-WAIT table is full: {took:?}"
+    );
     assert_eq!(world.client.engine.counters().time_wait_overflow, 33);
 
     let drained = run_until(&mut world, &mut apps, Duration::from_secs(5), |w, _| {
@@ -965,7 +1012,11 @@ fn time_wait_table_full_counts_overflow_and_recovers() {
     assert!(drained, "TIME-WAIT records never expired");
     let took = fresh_exchange(&mut world, &mut apps, Duration::from_secs(1));
     assert!(took.is_ok(), "no recovery: {took:?}");
-    assert_eq!(world.client.engine.time_wait_count(), 1, "the table takes records again");
+    assert_eq!(
+        world.client.engine.time_wait_count(),
+        1,
+        "the table takes records again"
+    );
     assert!(apps.problems.is_empty(), "{:?}", apps.problems);
 }
 
@@ -998,7 +1049,11 @@ fn established_buffer_pool_exhausted_counts_drops_and_recovers() {
     let during = *world.server.engine.counters();
     eprintln!("buffers: exhausted at {exhausted_at:?}; server {}", nonzero(&during));
     assert!(exhausted_at.is_some(), "the pool never ran out");
-    assert!(during.drop_no_buffer > 0, "exhaustion not counted: {}", nonzero(&during));
+    assert!(
+        during.drop_no_buffer > 0,
+        "exhaustion not counted: {}",
+        nonzero(&during)
+    );
     let idle = apps
         .servers
         .keys()
@@ -1016,7 +1071,9 @@ fn established_buffer_pool_exhausted_counts_drops_and_recovers() {
     apps.server_reads = true;
     let took = fresh_exchange(&mut world, &mut apps, Duration::from_secs(1));
     assert!(took.is_ok(), "no recovery: {took:?}");
-    let all = run_until(&mut world, &mut apps, Duration::from_secs(30), |_, a| a.done_count() == 25);
+    let all = run_until(&mut world, &mut apps, Duration::from_secs(30), |_, a| {
+        a.done_count() == 25
+    });
     assert!(
         all,
         "{} of 25 done; unfinished:\n{}\nproblems {:?}\nserver {}",
@@ -1027,7 +1084,10 @@ fn established_buffer_pool_exhausted_counts_drops_and_recovers() {
     );
     assert!(apps.problems.is_empty(), "{:?}", apps.problems);
     assert_eq!(world.server.engine.free_buffers(), 6, "every buffer back in the pool");
-    eprintln!("buffers: fresh exchange in {took:?}; server {}", nonzero(world.server.engine.counters()));
+    eprintln!(
+        "buffers: fresh exchange in {took:?}; server {}",
+        nonzero(world.server.engine.counters())
+    );
 }
 
 /// 32 clients connect and send their requests at once to a server whose event queue holds 8.
@@ -1050,14 +1110,20 @@ fn event_burst() -> (World, Apps) {
 #[test]
 fn established_event_queue_full_counts_drops_and_recovers() {
     let (mut world, mut apps) = event_burst();
-    run_until(&mut world, &mut apps, Duration::from_secs(2), |_, a| a.done_count() == 32);
+    run_until(&mut world, &mut apps, Duration::from_secs(2), |_, a| {
+        a.done_count() == 32
+    });
     let during = *world.server.engine.counters();
     eprintln!(
         "events: {} of 32 burst exchanges done; server {}",
         apps.done_count(),
         nonzero(&during)
     );
-    assert!(during.events_dropped > 0, "exhaustion not counted: {}", nonzero(&during));
+    assert!(
+        during.events_dropped > 0,
+        "exhaustion not counted: {}",
+        nonzero(&during)
+    );
     let took = fresh_exchange(&mut world, &mut apps, Duration::from_secs(1));
     assert!(took.is_ok(), "no recovery: {took:?}");
 }
@@ -1071,7 +1137,9 @@ fn established_event_queue_full_counts_drops_and_recovers() {
             24 of 32 stranded (events_dropped=54) with event_capacity 8"]
 fn established_event_queue_full_strands_no_connection() {
     let (mut world, mut apps) = event_burst();
-    let all = run_until(&mut world, &mut apps, Duration::from_secs(30), |_, a| a.done_count() == 32);
+    let all = run_until(&mut world, &mut apps, Duration::from_secs(30), |_, a| {
+        a.done_count() == 32
+    });
     assert!(
         all,
         "{} of 32 exchanges done after 30 s; first unfinished:\n{}\nserver {}",
@@ -1116,7 +1184,9 @@ fn sink_refuses_then_recovers(refusal: Refusal, both_sides: bool, for_how_long: 
 
     let took = fresh_exchange(&mut world, &mut apps, Duration::from_secs(1));
     assert!(took.is_ok(), "no recovery: {took:?}");
-    let all = run_until(&mut world, &mut apps, Duration::from_secs(60), |_, a| a.done_count() == 17);
+    let all = run_until(&mut world, &mut apps, Duration::from_secs(60), |_, a| {
+        a.done_count() == 17
+    });
     assert!(
         all,
         "{} of 17 done; unfinished:\n{}\nproblems {:?}\nserver {}\nclient {}",
@@ -1157,4 +1227,560 @@ fn established_sink_refusing_at_random_counts_refusals_and_recovers() {
         percent: 30,
     };
     sink_refuses_then_recovers(refusal, true, Duration::from_secs(2));
+}
+
+/// Out-of-order data that finds no buffer: the server's only buffer is held by an unread connection, and a
+/// second connection's request of two full segments arrives. Both are dropped for want of a buffer; each such
+/// drop must be counted as `drop_no_buffer` (RFC 9293 §3.10.7.4 seventh step: the data is not queued), not as a
+/// full reassembly structure, which holds four ranges and is nowhere near full here.
+#[test]
+#[ignore = "engine bug: out-of-order data dropped because the pool is empty (RingBuffer::write_at returns 0) \
+            is counted as drop_reassembly_full instead of drop_no_buffer (input.rs, process_payload)"]
+fn established_out_of_order_data_without_buffer_counts_drop_no_buffer() {
+    let server = EngineConfig {
+        buffer_size: 4096,
+        buffer_count: 1,
+        ..server_config()
+    };
+    let mut world = World::new(client_config(), server, 64, LATENCY);
+    // Two full segments: the MSS is 1460 less the 12-byte timestamp option.
+    let mut apps = Apps::new(2 * 1448, 64);
+    apps.server_reads = false;
+    let holder = apps.connect(&mut world, true).expect("client table has room");
+    let connected = run_until(&mut world, &mut apps, Duration::from_secs(1), |_, a| {
+        a.clients.values().all(|c| c.connected)
+    });
+    assert!(connected);
+    let sent = world.client.engine.send(holder, b"holds the only buffer");
+    assert_eq!(sent, Ok(21));
+    run_until(&mut world, &mut apps, Duration::from_millis(20), |w, _| {
+        w.server.engine.free_buffers() == 0
+    });
+    assert_eq!(
+        world.server.engine.free_buffers(),
+        0,
+        "the unread connection holds the buffer"
+    );
+    let before = *world.server.engine.counters();
+    apps.connect(&mut world, false).expect("client table has room");
+    // Handshake and the two segments, well before any retransmission (RTO >= 200 ms).
+    run_until(&mut world, &mut apps, Duration::from_millis(50), |_, _| false);
+    let after = *world.server.engine.counters();
+    eprintln!("no buffer, out of order: server {}", nonzero(&after));
+    assert_eq!(after.data_in_order, before.data_in_order, "nothing could be queued");
+    assert_eq!(
+        after.drop_reassembly_full, before.drop_reassembly_full,
+        "the assembler was not full"
+    );
+    assert_eq!(
+        after.drop_no_buffer - before.drop_no_buffer,
+        2,
+        "each segment dropped for want of a buffer"
+    );
+}
+
+// ----- part 6: blind in-window attacks (RFC 5961) -------------------------------------------------------------
+
+/// Connections under attack.
+const BLIND_CONNS: usize = 48;
+/// Bytes each direction of each connection carries.
+const BLIND_STREAM: usize = 128 * 1024;
+/// Virtual time the spoofed segments are spread over.
+const BLIND_SPAN: Duration = Duration::from_secs(8);
+/// Receive buffer, hence window: large, so that random sequence numbers land in the window often enough
+/// (one in 2^32 / 256 KiB = 16,384) to exercise the in-window checks and the challenge-ACK limit.
+const BLIND_BUFFER: usize = 256 * 1024;
+/// Challenge ACKs per second (RFC 5961 §7), low so that the in-window hits exceed it.
+const BLIND_CHALLENGE_LIMIT: u32 = 2;
+/// Spoofed segments when `SYNACK_BLIND_SEGMENTS` is not set (about 6 s in a debug build on a 2-vCPU VM).
+const BLIND_DEFAULT_SEGMENTS: u64 = 1_000_000;
+const BLIND_STEP: Duration = Duration::from_micros(250);
+const KINDS: [&str; 3] = ["RST", "SYN", "data"];
+
+/// An off-path attacker who knows every 4-tuple but no sequence number: RSTs (with or without ACK) and SYNs with
+/// random sequence numbers, and data segments with random sequence and acknowledgment numbers and 1-100 random
+/// bytes, all with valid checksums, spread at random over the connections, both directions and `span`.
+struct BlindAttacker {
+    rng: XorShift,
+    ports: Vec<u16>,
+    targets: &'static [Target],
+    kinds: &'static [usize],
+    remaining: u64,
+    next_ns: u64,
+    gap_ns: u64,
+    frame: Vec<u8>,
+    payload: [u8; 100],
+    /// Injected, by target (client, server) and kind.
+    injected: [[u64; 3]; 2],
+}
+
+impl BlindAttacker {
+    fn new(seed: u64, ports: Vec<u16>, count: u64, start: Instant, span: Duration) -> BlindAttacker {
+        BlindAttacker {
+            rng: XorShift::new(seed),
+            ports,
+            targets: &[Target::Client, Target::Server],
+            kinds: &[0, 1, 2],
+            remaining: count,
+            next_ns: start.as_micros() * 1000,
+            gap_ns: (span.as_nanos() as u64 / count.max(1)).max(1),
+            frame: Vec::with_capacity(256),
+            payload: [0; 100],
+            injected: [[0; 3]; 2],
+        }
+    }
+
+    fn total(&self) -> u64 {
+        self.injected.iter().flatten().sum()
+    }
+}
+
+impl Spoofer for BlindAttacker {
+    fn next_at(&self) -> Option<Instant> {
+        (self.remaining > 0).then(|| Instant::from_micros(self.next_ns / 1000))
+    }
+
+    fn next_frame(&mut self) -> (Target, &[u8]) {
+        let rng = &mut self.rng;
+        self.remaining -= 1;
+        self.next_ns += rng.below(2 * self.gap_ns + 1);
+        let target = self.targets[rng.below(self.targets.len() as u64) as usize];
+        let port = self.ports[rng.below(self.ports.len() as u64) as usize];
+        let kind = self.kinds[rng.below(self.kinds.len() as u64) as usize];
+        let (macs, addrs, ports) = match target {
+            Target::Server => ((CLIENT_MAC, SERVER_MAC), (CLIENT_IP, SERVER_IP), (port, SERVER_PORT)),
+            Target::Client => ((SERVER_MAC, CLIENT_MAC), (SERVER_IP, CLIENT_IP), (SERVER_PORT, port)),
+        };
+        let mut seg = TcpRepr {
+            src_port: Port(ports.0),
+            dst_port: Port(ports.1),
+            seq: SeqNum(rng.next_u32()),
+            window: 65535,
+            ..TcpRepr::default()
+        };
+        match kind {
+            0 => {
+                seg.flags = if rng.below(2) == 0 {
+                    TcpFlags::RST
+                } else {
+                    TcpFlags::RST | TcpFlags::ACK
+                };
+                seg.ack = SeqNum(rng.next_u32());
+            }
+            1 => {
+                seg.flags = TcpFlags::SYN;
+                seg.mss = Some(1460);
+            }
+            _ => {
+                seg.flags = TcpFlags::ACK | TcpFlags::PSH;
+                seg.ack = SeqNum(rng.next_u32());
+                let len = 1 + rng.below(100) as usize;
+                rng.fill(&mut self.payload[..len]);
+                seg.payload = &self.payload[..len];
+            }
+        }
+        write_tcp_frame(&mut self.frame, macs, addrs, &seg);
+        self.injected[(target == Target::Server) as usize][kind] += 1;
+        (target, &self.frame)
+    }
+}
+
+/// One connection of the blind-attack test: a stream each way.
+#[derive(Debug)]
+struct BlindConn {
+    port: u16,
+    client: ConnHandle,
+    server: Option<ConnHandle>,
+    up_sent: usize,
+    up_received: usize,
+    down_sent: usize,
+    down_received: usize,
+    client_closed: Option<CloseReason>,
+    server_closed: Option<CloseReason>,
+}
+
+struct BlindApp {
+    conns: Vec<BlindConn>,
+    by_client: HashMap<ConnHandle, usize>,
+    by_server: HashMap<ConnHandle, usize>,
+    by_port: HashMap<u16, usize>,
+    problems: Vec<String>,
+    rng: XorShift,
+    buf: Vec<u8>,
+    scratch: Vec<u8>,
+}
+
+impl BlindApp {
+    fn handle(&mut self, world: &mut World) {
+        for event in core::mem::take(&mut world.client.events) {
+            let Some(&i) = self.by_client.get(&event.conn) else {
+                self.problems
+                    .push(format!("client event for an unknown connection: {event:?}"));
+                continue;
+            };
+            match event.kind {
+                EventKind::Connected | EventKind::Writable | EventKind::PeerClosed => {}
+                EventKind::Readable => self.read(&mut world.client.engine, i, DOWN),
+                EventKind::Closed { reason } => {
+                    if self.conns[i].client_closed.replace(reason).is_some() {
+                        self.problems
+                            .push(format!("port {}: client closed twice", self.conns[i].port));
+                    }
+                }
+                EventKind::Accepted { .. } => self.problems.push(format!("client got {event:?}")),
+            }
+        }
+        for event in core::mem::take(&mut world.server.events) {
+            let engine = &mut world.server.engine;
+            if let EventKind::Accepted { .. } = event.kind {
+                let port = engine.flow(event.conn).map(|f| f.remote_port.0);
+                match port.ok().and_then(|p| self.by_port.get(&p)) {
+                    Some(&i) => {
+                        self.conns[i].server = Some(event.conn);
+                        self.by_server.insert(event.conn, i);
+                    }
+                    None => self
+                        .problems
+                        .push(format!("server accepted an unknown connection: {event:?}")),
+                }
+                continue;
+            }
+            let Some(&i) = self.by_server.get(&event.conn) else {
+                self.problems
+                    .push(format!("server event for an unknown connection: {event:?}"));
+                continue;
+            };
+            match event.kind {
+                EventKind::Writable => {}
+                EventKind::Readable => self.read(engine, i, UP),
+                EventKind::PeerClosed => {
+                    self.read(engine, i, UP);
+                    if let Err(e) = engine.close(event.conn) {
+                        self.problems.push(format!("server close: {e:?}"));
+                    }
+                }
+                EventKind::Closed { reason } => {
+                    if self.conns[i].server_closed.replace(reason).is_some() {
+                        self.problems
+                            .push(format!("port {}: server closed twice", self.conns[i].port));
+                    }
+                }
+                EventKind::Connected | EventKind::Accepted { .. } => {
+                    self.problems.push(format!("server got {event:?}"))
+                }
+            }
+        }
+    }
+
+    fn read(&mut self, engine: &mut Engine, i: usize, direction: u64) {
+        let conn = &mut self.conns[i];
+        let (handle, received) = match (direction, conn.server) {
+            (UP, Some(server)) => (server, &mut conn.up_received),
+            (UP, None) => return,
+            _ => (conn.client, &mut conn.down_received),
+        };
+        loop {
+            match engine.recv(handle, &mut self.buf) {
+                Ok(0) | Err(Error::WouldBlock) => return,
+                Ok(n) => {
+                    let data = &self.buf[..n];
+                    if *received + n > BLIND_STREAM
+                        || !matches_pattern(conn.port, direction, *received, data, &mut self.scratch)
+                    {
+                        self.problems.push(format!(
+                            "port {} direction {direction}: {n} bytes at offset {} are not the stream's",
+                            conn.port, *received
+                        ));
+                    }
+                    *received += n;
+                }
+                Err(e) => {
+                    self.problems.push(format!("recv on port {}: {e:?}", conn.port));
+                    return;
+                }
+            }
+        }
+    }
+
+    /// The applications write the next piece of each stream: 1-300 bytes per connection and direction.
+    fn write(&mut self, world: &mut World) {
+        for conn in &mut self.conns {
+            let Some(server) = conn.server else { continue };
+            for (engine, handle, direction, sent) in [
+                (&mut world.client.engine, conn.client, UP, &mut conn.up_sent),
+                (&mut world.server.engine, server, DOWN, &mut conn.down_sent),
+            ] {
+                let n = (1 + self.rng.below(300) as usize).min(BLIND_STREAM - *sent);
+                if n == 0 {
+                    continue;
+                }
+                fill_pattern(conn.port, direction, *sent, &mut self.buf[..n]);
+                match engine.send(handle, &self.buf[..n]) {
+                    Ok(taken) => *sent += taken,
+                    Err(Error::WouldBlock | Error::NoBuffer) => {}
+                    Err(e) => self.problems.push(format!("send on port {}: {e:?}", conn.port)),
+                }
+            }
+        }
+    }
+
+    fn streams_done(&self) -> bool {
+        self.conns
+            .iter()
+            .all(|c| c.up_received == BLIND_STREAM && c.down_received == BLIND_STREAM)
+    }
+}
+
+/// The challenge ACKs one engine may send between `start` and `end` under `limit` per second: one budget per
+/// second the interval touches (RFC 5961 §7 counts per second), which is at most its length rounded up, +1.
+fn challenge_budget(limit: u32, elapsed: Duration) -> u64 {
+    u64::from(limit) * (elapsed.as_secs() + u64::from(elapsed.subsec_nanos() > 0) + 1)
+}
+
+fn blind_attack(segments: u64) {
+    let wall = std::time::Instant::now();
+    let tune = |config: EngineConfig| EngineConfig {
+        max_connections: 64,
+        buffer_size: BLIND_BUFFER,
+        buffer_count: 2 * BLIND_CONNS + 16,
+        challenge_ack_limit: BLIND_CHALLENGE_LIMIT,
+        ..config
+    };
+    let mut world = World::new(
+        tune(client_config()),
+        tune(server_config()),
+        64,
+        Duration::from_micros(100),
+    );
+    let mut app = BlindApp {
+        conns: Vec::new(),
+        by_client: HashMap::new(),
+        by_server: HashMap::new(),
+        by_port: HashMap::new(),
+        problems: Vec::new(),
+        rng: XorShift::new(0xb11d),
+        buf: vec![0; 64 * 1024],
+        scratch: vec![0; 64 * 1024],
+    };
+    for i in 0..BLIND_CONNS {
+        let client = world
+            .client
+            .engine
+            .connect(
+                world.now,
+                SocketAddrV4::new(CLIENT_IP, 0),
+                SocketAddrV4::new(SERVER_IP, SERVER_PORT),
+            )
+            .expect("client table has room");
+        let port = world.client.engine.flow(client).expect("fresh handle").local_port.0;
+        app.conns.push(BlindConn {
+            port,
+            client,
+            server: None,
+            up_sent: 0,
+            up_received: 0,
+            down_sent: 0,
+            down_received: 0,
+            client_closed: None,
+            server_closed: None,
+        });
+        app.by_client.insert(client, i);
+        app.by_port.insert(port, i);
+    }
+    for _ in 0..4_000 {
+        world.step(BLIND_STEP, None);
+        app.handle(&mut world);
+        if app.conns.iter().all(|c| c.server.is_some()) {
+            break;
+        }
+    }
+    assert!(
+        app.conns.iter().all(|c| c.server.is_some()),
+        "all connections established"
+    );
+
+    // The attack, with the streams flowing: the applications write every 10 ms.
+    let ports = app.conns.iter().map(|c| c.port).collect();
+    let mut attacker = BlindAttacker::new(0xa77ac, ports, segments, world.now, BLIND_SPAN);
+    let attack_start = world.now;
+    let mut steps: u64 = 0;
+    while attacker.next_at().is_some() || !app.streams_done() {
+        assert!(
+            world.now - attack_start < BLIND_SPAN + Duration::from_secs(60),
+            "streams stalled: {:?}\nproblems: {:?}",
+            app.conns
+                .iter()
+                .find(|c| c.up_received < BLIND_STREAM || c.down_received < BLIND_STREAM),
+            app.problems
+        );
+        world.step(BLIND_STEP, Some(&mut attacker));
+        app.handle(&mut world);
+        steps += 1;
+        if steps % 40 == 0 {
+            app.write(&mut world);
+        }
+        let closed = app
+            .conns
+            .iter()
+            .find(|c| c.client_closed.is_some() || c.server_closed.is_some());
+        assert!(closed.is_none(), "a connection ended during the attack: {closed:?}");
+    }
+    let attack_end = world.now;
+
+    // Graceful close: the clients first, the servers on the clients' FIN.
+    for conn in &app.conns {
+        if let Err(e) = world.client.engine.close(conn.client) {
+            app.problems.push(format!("client close: {e:?}"));
+        }
+    }
+    for _ in 0..40_000 {
+        world.step(BLIND_STEP, None);
+        app.handle(&mut world);
+        if app
+            .conns
+            .iter()
+            .all(|c| c.client_closed.is_some() && c.server_closed.is_some())
+        {
+            break;
+        }
+    }
+    let elapsed = world.elapsed();
+    let (c, s) = (*world.client.engine.counters(), *world.server.engine.counters());
+
+    eprintln!(
+        "blind attack: {} spoofed segments in {:?} of virtual time ({:?} wall), {} connections, {} bytes each way each",
+        attacker.total(),
+        attack_end - attack_start,
+        wall.elapsed(),
+        BLIND_CONNS,
+        BLIND_STREAM
+    );
+    for (target, injected) in ["client", "server"].iter().zip(attacker.injected) {
+        let kinds: Vec<String> = KINDS.iter().zip(injected).map(|(k, n)| format!("{k} {n}")).collect();
+        eprintln!("  injected into the {target}: {}", kinds.join(", "));
+    }
+    let budget = challenge_budget(BLIND_CHALLENGE_LIMIT, elapsed);
+    for (name, counters) in [("client", &c), ("server", &s)] {
+        eprintln!(
+            "  {name}: challenge ACKs sent {} (budget {budget} = {BLIND_CHALLENGE_LIMIT}/s over {elapsed:?} + 1 s), \
+             limited {}; out-of-window drops {}, out-of-window RSTs {}, unsent ACKs {}, tx frames {}",
+            counters.challenge_acks_sent,
+            counters.challenge_acks_limited,
+            counters.drop_out_of_window,
+            counters.drop_rst_out_of_window,
+            counters.drop_ack_unsent,
+            counters.tx_frames
+        );
+        eprintln!("  {name} counters: {}", nonzero(counters));
+    }
+
+    assert!(app.problems.is_empty(), "{:?}", app.problems);
+    for conn in &app.conns {
+        assert_eq!(
+            (conn.up_received, conn.down_received),
+            (BLIND_STREAM, BLIND_STREAM),
+            "port {}: every byte of both streams",
+            conn.port
+        );
+        assert_eq!(
+            (conn.client_closed, conn.server_closed),
+            (Some(CloseReason::Normal), Some(CloseReason::Normal)),
+            "port {}: both ends close normally",
+            conn.port
+        );
+    }
+    for (name, counters) in [("client", &c), ("server", &s)] {
+        assert_eq!(
+            counters.rst_received, 0,
+            "{name}: a spoofed RST was taken (RFC 5961 §3.2)"
+        );
+        assert_eq!(counters.closed_reset, 0, "{name}: a connection was reset");
+        assert_eq!(
+            counters.closed_normal, BLIND_CONNS as u64,
+            "{name}: every connection closed normally"
+        );
+        assert!(
+            counters.challenge_acks_sent <= budget,
+            "{name}: {} challenge ACKs over a budget of {budget} (RFC 5961 §7)",
+            counters.challenge_acks_sent
+        );
+    }
+    // About one spoofed segment in 2^32 / window lands in a window; when that makes several expected, the
+    // in-window checks must have run (else the attack never reached them and the test showed nothing).
+    let expected_hits = segments as f64 * BLIND_BUFFER as f64 / 2f64.powi(32);
+    let hits = c.challenge_acks_sent + c.challenge_acks_limited + s.challenge_acks_sent + s.challenge_acks_limited;
+    eprintln!("  in-window hits: {hits} (about {expected_hits:.0} expected)");
+    if expected_hits >= 8.0 {
+        assert!(hits > 0, "no spoofed segment reached an in-window check");
+    }
+}
+
+/// ESTABLISHED under a blind attack (RFC 5961): 48 connections carry 128 KiB each way while an off-path attacker
+/// who knows every 4-tuple injects a million (or `SYNACK_BLIND_SEGMENTS`) spoofed RSTs, SYNs and data
+/// segments with random sequence (and acknowledgment) numbers into both engines over 8 s of virtual time.
+/// No connection is reset or closed abnormally (§3.2: a RST must match RCV.NXT exactly; §4.2: a SYN gets a
+/// challenge ACK; §5.2: data whose ACK is outside [SND.UNA - MAX.SND.WND, SND.NXT] is dropped), every byte arrives
+/// once and in order, and the challenge ACKs stay within `challenge_ack_limit` per second (§7).
+#[test]
+fn established_blind_spoofed_segments_reset_nothing_and_corrupt_nothing() {
+    let segments = std::env::var("SYNACK_BLIND_SEGMENTS")
+        .ok()
+        .map(|v| v.parse::<u64>().expect("SYNACK_BLIND_SEGMENTS is a number"))
+        .unwrap_or(BLIND_DEFAULT_SEGMENTS);
+    blind_attack(segments);
+}
+
+/// ESTABLISHED, spoofed SYNs with random sequence numbers, one per millisecond for a second: RFC 5961 §4.2 says
+/// a SYN in a synchronized state gets a challenge ACK "irrespective of the sequence number", and §7 bounds
+/// challenge ACKs per second. So each SYN is a challenge-ACK occasion (sent or limited), and the ACKs the
+/// server sends in reply stay within `challenge_ack_limit` per second instead of one per spoofed SYN (a blind
+/// attacker's ACK reflector).
+#[test]
+#[ignore = "engine bug: a SYN outside the window is answered by check_sequence's plain ACK, neither counted nor \
+            limited as a challenge ACK: 1000 spoofed SYNs in 1 s drew 767 ACKs (0 challenge-ACK occasions) against \
+            a limit of 10/s"]
+fn established_spoofed_syns_out_of_window_acks_within_challenge_budget() {
+    let server = EngineConfig {
+        challenge_ack_limit: 10,
+        ..server_config()
+    };
+    let mut world = World::new(client_config(), server, 64, LATENCY);
+    let mut apps = Apps::new(64, 64);
+    let conn = apps.connect(&mut world, true).expect("client table has room");
+    let connected = run_until(&mut world, &mut apps, Duration::from_secs(1), |_, a| {
+        a.clients.values().all(|c| c.connected)
+    });
+    assert!(connected);
+    run_until(&mut world, &mut apps, Duration::from_millis(100), |_, _| false);
+    let port = world.client.engine.flow(conn).expect("live handle").local_port.0;
+    let mut attacker = BlindAttacker::new(7, vec![port], 1000, world.now, Duration::from_secs(1));
+    attacker.targets = &[Target::Server];
+    attacker.kinds = &[1];
+    let before = (*world.server.engine.counters(), *world.client.engine.counters());
+    let start = world.now;
+    while attacker.next_at().is_some() {
+        world.step(STEP, Some(&mut attacker));
+        apps.handle(&mut world);
+    }
+    run_until(&mut world, &mut apps, Duration::from_millis(10), |_, _| false);
+    let (s, c) = (*world.server.engine.counters(), *world.client.engine.counters());
+    let replies = c.tcp_rx_segments - before.1.tcp_rx_segments;
+    let challenges = s.challenge_acks_sent + s.challenge_acks_limited
+        - before.0.challenge_acks_sent
+        - before.0.challenge_acks_limited;
+    eprintln!(
+        "spoofed SYNs: 1000 injected, {replies} ACKs reached the client, {challenges} treated as challenge-ACK \
+         occasions; server {}",
+        nonzero(&s)
+    );
+    assert_eq!(
+        challenges, 1000,
+        "every SYN is a challenge-ACK occasion (RFC 5961 §4.2)"
+    );
+    let budget = challenge_budget(10, world.now - start);
+    assert!(
+        replies <= budget,
+        "{replies} ACKs in reply to spoofed SYNs, budget {budget} (RFC 5961 §7)"
+    );
+    assert!(apps.problems.is_empty(), "{:?}", apps.problems);
 }
