@@ -176,8 +176,11 @@ counters! {
     fin_wait2_timeouts,
     /// Half-open connections given up after SYN-ACK retries.
     syn_received_timeouts,
-    /// Events dropped because the event queue was full.
+    /// Events the full event queue could not take at once (they stay owed and are raised once it drains).
     events_dropped,
+    /// Events lost for good: the list of connections owed events was full (cannot happen: it has room for two
+    /// per connection slot).
+    events_lost,
     /// RSTs not sent because the queue of RSTs for the next `poll_transmit` was full.
     drop_rst_queue_full,
     /// ARP requests not sent because the queue of ARP requests for the next `poll_transmit` was full.

@@ -306,7 +306,9 @@ impl Engine {
             tcb.flags.insert(Flags::ACK_NOW);
             start_keepalive(tcb, now, config);
             self.counters.established += 1;
-            let _ = self.push_event(index, EventKind::Connected);
+            if !self.push_event(index, EventKind::Connected) {
+                self.owe_event(index, Flags::OWED_CONNECTED);
+            }
             // Data or FIN on the SYN-ACK: continue at the sixth step (§3.10.7.3).
             if !seg.payload.is_empty() || seg.flags.fin() {
                 let data = self.process_data(now, index, seg);
@@ -622,6 +624,8 @@ impl Engine {
             // Still owed if the queue is full: the next ACK that frees space tries again.
             if self.push_event(index, EventKind::Writable) {
                 self.conns[index as usize].flags.remove(Flags::WANT_WRITABLE);
+            } else {
+                self.owe_event(index, Flags::default());
             }
         }
     }
@@ -721,8 +725,12 @@ impl Engine {
                 _ => tcb.flags.insert(Flags::ACK_NOW),
             }
             // Marked sent only once queued: a dropped one is owed, and the next data segment raises it.
-            if !tcb.flags.contains(Flags::READABLE_SENT) && self.push_event(index, EventKind::Readable) {
-                self.conns[index as usize].flags.insert(Flags::READABLE_SENT);
+            if !tcb.flags.contains(Flags::READABLE_SENT) {
+                if self.push_event(index, EventKind::Readable) {
+                    self.conns[index as usize].flags.insert(Flags::READABLE_SENT);
+                } else {
+                    self.owe_event(index, Flags::default());
+                }
             }
         } else {
             // Out of order: place it beyond the hole and remember the range (RFC 9293 SHLD-31).
@@ -800,7 +808,9 @@ impl Engine {
             }
             _ => Step::Continue,
         };
-        let _ = self.push_event(index, EventKind::PeerClosed);
+        if !self.push_event(index, EventKind::PeerClosed) {
+            self.owe_event(index, Flags::OWED_PEER_CLOSED);
+        }
         step
     }
 

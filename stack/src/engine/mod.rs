@@ -118,6 +118,10 @@ pub struct Engine {
     isn: IsnGenerator,
     events: VecDeque<Event>,
     event_capacity: usize,
+    /// Connections (index, generation) owed an event the full queue refused; raised when it drains.
+    owed: Vec<(u32, u32)>,
+    /// `Closed` events owed for handles the application already released (their slots are free again).
+    owed_closed: Vec<Event>,
     dirty: Vec<u32>,
     pending_rsts: Vec<PendingRst>,
     /// ARP requests to send with the next `poll_transmit`: (our address, the neighbour's).
@@ -237,6 +241,8 @@ impl Engine {
             isn: IsnGenerator::new(isn_secret.clone()),
             events: VecDeque::with_capacity(event_capacity),
             event_capacity,
+            owed: Vec::with_capacity(max_conns.saturating_mul(2)),
+            owed_closed: Vec::with_capacity(max_conns.saturating_mul(2)),
             dirty: Vec::with_capacity(max_conns),
             pending_rsts: Vec::with_capacity(max_conns.min(65536)),
             pending_arps: Vec::with_capacity(max_conns.min(4096)),
@@ -310,6 +316,9 @@ impl Engine {
 
     /// The next application event.
     pub fn poll_event(&mut self) -> Option<Event> {
+        if self.events.is_empty() && !(self.owed.is_empty() && self.owed_closed.is_empty()) {
+            self.raise_owed();
+        }
         let event = self.events.pop_front();
         if event.is_none() {
             // Drained: start the ring over at its first slot, so the queue lives in the same few cache lines
@@ -333,6 +342,95 @@ impl Engine {
             kind,
         });
         true
+    }
+
+    /// Remembers that connection `index` is owed `owed` (one of the `OWED_*` flags, or none for a `Readable` or
+    /// `Writable` that its state shows), so that no event is lost to a full queue for good.
+    fn owe_event(&mut self, index: u32, owed: Flags) {
+        let tcb = &mut self.conns[index as usize];
+        tcb.flags.insert(owed);
+        if tcb.flags.contains(Flags::EVENT_OWED) {
+            return;
+        }
+        if self.owed.len() < self.owed.capacity() {
+            tcb.flags.insert(Flags::EVENT_OWED);
+            self.owed.push((index, tcb.generation));
+        } else {
+            self.counters.events_lost += 1;
+        }
+    }
+
+    /// Queues the events owed (see [`Engine::owe_event`]) while there is room; the rest stay owed.
+    fn raise_owed(&mut self) {
+        let room = self
+            .event_capacity
+            .saturating_sub(self.events.len())
+            .min(self.owed_closed.len());
+        self.events.extend(self.owed_closed.drain(..room));
+        let mut owed = core::mem::take(&mut self.owed);
+        let mut kept = 0;
+        for k in 0..owed.len() {
+            let (index, generation) = owed[k];
+            let tcb = &self.conns[index as usize];
+            if tcb.generation != generation || !tcb.flags.contains(Flags::EVENT_OWED) {
+                continue; // freed, or its handle released: nobody to tell
+            }
+            if tcb.flags.contains(Flags::APP_CLOSED) || !self.event_room() {
+                if !tcb.flags.contains(Flags::APP_CLOSED) {
+                    owed[kept] = owed[k];
+                    kept += 1;
+                }
+                continue;
+            }
+            self.conns[index as usize].flags.remove(Flags::EVENT_OWED);
+            let mut still = false;
+            let flags = self.conns[index as usize].flags;
+            if flags.contains(Flags::OWED_CONNECTED) {
+                if self.push_event(index, EventKind::Connected) {
+                    self.conns[index as usize].flags.remove(Flags::OWED_CONNECTED);
+                } else {
+                    still = true;
+                }
+            }
+            let tcb = &self.conns[index as usize];
+            if !tcb.rx.is_empty() && !tcb.flags.contains(Flags::READABLE_SENT) {
+                if self.push_event(index, EventKind::Readable) {
+                    self.conns[index as usize].flags.insert(Flags::READABLE_SENT);
+                } else {
+                    still = true;
+                }
+            }
+            let tcb = &self.conns[index as usize];
+            if tcb.flags.contains(Flags::WANT_WRITABLE) && tcb.tx.free() > 0 && tcb.state.can_send() {
+                if self.push_event(index, EventKind::Writable) {
+                    self.conns[index as usize].flags.remove(Flags::WANT_WRITABLE);
+                } else {
+                    still = true;
+                }
+            }
+            if self.conns[index as usize].flags.contains(Flags::OWED_PEER_CLOSED) {
+                if self.push_event(index, EventKind::PeerClosed) {
+                    self.conns[index as usize].flags.remove(Flags::OWED_PEER_CLOSED);
+                } else {
+                    still = true;
+                }
+            }
+            if self.conns[index as usize].flags.contains(Flags::OWED_CLOSED) {
+                let reason = self.conns[index as usize].owed_close;
+                if self.push_event(index, EventKind::Closed { reason }) {
+                    self.conns[index as usize].flags.remove(Flags::OWED_CLOSED);
+                } else {
+                    still = true;
+                }
+            }
+            if still {
+                self.conns[index as usize].flags.insert(Flags::EVENT_OWED);
+                owed[kept] = owed[k];
+                kept += 1;
+            }
+        }
+        owed.truncate(kept);
+        self.owed = owed;
     }
 
     /// Whether the event queue has room for one more.
@@ -715,7 +813,25 @@ impl Engine {
         self.wheel.cancel(TimerId(index));
         // A passive connection the application never saw goes back to LISTEN silently (RFC 9293 §3.10.7.4).
         if !was_passive_half_open {
-            let _ = self.push_event(index, EventKind::Closed { reason });
+            if !self.push_event(index, EventKind::Closed { reason }) {
+                if app_closed {
+                    let event = Event {
+                        conn: ConnHandle {
+                            index,
+                            generation: self.conns[index as usize].generation,
+                        },
+                        kind: EventKind::Closed { reason },
+                    };
+                    if self.owed_closed.len() < self.owed_closed.capacity() {
+                        self.owed_closed.push(event);
+                    } else {
+                        self.counters.events_lost += 1;
+                    }
+                } else {
+                    self.conns[index as usize].owed_close = reason;
+                    self.owe_event(index, Flags::OWED_CLOSED);
+                }
+            }
         }
         if app_closed || was_passive_half_open {
             self.free_conn(index);
@@ -1062,6 +1178,7 @@ impl Tcb {
             },
             unacked_segments: 0,
             last_oow_ack: 0,
+            owed_close: CloseReason::Normal,
             rto_at: Deadline::NONE,
             delack_at: Deadline::NONE,
             persist_at: Deadline::NONE,
