@@ -360,6 +360,28 @@ impl Engine {
         }
     }
 
+    /// A `Closed` event the full queue refused: owed on the connection, or, if the application has released the
+    /// handle (its slot is freed now), kept as a whole event.
+    fn owe_closed(&mut self, index: u32, reason: CloseReason, released: bool) {
+        if !released {
+            self.conns[index as usize].owed_close = reason;
+            self.owe_event(index, Flags::OWED_CLOSED);
+            return;
+        }
+        let event = Event {
+            conn: ConnHandle {
+                index,
+                generation: self.conns[index as usize].generation,
+            },
+            kind: EventKind::Closed { reason },
+        };
+        if self.owed_closed.len() < self.owed_closed.capacity() {
+            self.owed_closed.push(event);
+        } else {
+            self.counters.events_lost += 1;
+        }
+    }
+
     /// Queues the events owed (see [`Engine::owe_event`]) while there is room; the rest stay owed.
     fn raise_owed(&mut self) {
         let room = self
@@ -812,26 +834,8 @@ impl Engine {
         let app_closed = self.conns[index as usize].flags.contains(Flags::APP_CLOSED);
         self.wheel.cancel(TimerId(index));
         // A passive connection the application never saw goes back to LISTEN silently (RFC 9293 §3.10.7.4).
-        if !was_passive_half_open {
-            if !self.push_event(index, EventKind::Closed { reason }) {
-                if app_closed {
-                    let event = Event {
-                        conn: ConnHandle {
-                            index,
-                            generation: self.conns[index as usize].generation,
-                        },
-                        kind: EventKind::Closed { reason },
-                    };
-                    if self.owed_closed.len() < self.owed_closed.capacity() {
-                        self.owed_closed.push(event);
-                    } else {
-                        self.counters.events_lost += 1;
-                    }
-                } else {
-                    self.conns[index as usize].owed_close = reason;
-                    self.owe_event(index, Flags::OWED_CLOSED);
-                }
-            }
+        if !was_passive_half_open && !self.push_event(index, EventKind::Closed { reason }) {
+            self.owe_closed(index, reason, app_closed);
         }
         if app_closed || was_passive_half_open {
             self.free_conn(index);
