@@ -325,7 +325,8 @@ impl std::fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
-fn bad(key: &str, expected: &str) -> ConfigError {
+/// A refusal naming `key` and what it should have been (shared with the flood programs' configurations).
+pub(crate) fn bad(key: &str, expected: &str) -> ConfigError {
     ConfigError(format!("configuration key `{key}`: expected {expected}"))
 }
 
@@ -378,7 +379,7 @@ fn check_sizes(protocol: Protocol, request: usize, response: usize) -> Result<()
     Ok(())
 }
 
-fn check_duration(key: &str, secs: f64) -> Result<(), ConfigError> {
+pub(crate) fn check_duration(key: &str, secs: f64) -> Result<(), ConfigError> {
     if !(0.0..=86_400.0).contains(&secs) {
         return Err(bad(key, "a number of seconds in 0..=86400"));
     }
