@@ -366,7 +366,7 @@ impl Validate for EngineSettings {
     }
 }
 
-fn check_sizes(protocol: Protocol, request: usize, response: usize) -> Result<(), ConfigError> {
+pub(crate) fn check_sizes(protocol: Protocol, request: usize, response: usize) -> Result<(), ConfigError> {
     if protocol == Protocol::Fixed && request == 0 {
         return Err(bad("request_size", "at least 1 byte with protocol = \"fixed\""));
     }

@@ -116,7 +116,11 @@ impl PerSecond {
 
     /// An empty series with room for `secs` seconds.
     pub fn with_capacity(secs: f64) -> PerSecond {
-        let n = if secs.is_finite() && secs > 0.0 { secs.ceil() as usize } else { 0 };
+        let n = if secs.is_finite() && secs > 0.0 {
+            secs.ceil() as usize
+        } else {
+            0
+        };
         PerSecond {
             counts: Vec::with_capacity(n.min(Self::MAX_SECS)),
         }
@@ -136,7 +140,10 @@ impl PerSecond {
 
     /// The counts of every second up to `run` after the start (the last one partial), zeros included.
     pub fn counts(&self, run: Duration) -> Vec<u64> {
-        let secs = usize::try_from(run.as_secs()).unwrap_or(usize::MAX).min(Self::MAX_SECS - 1) + 1;
+        let secs = usize::try_from(run.as_secs())
+            .unwrap_or(usize::MAX)
+            .min(Self::MAX_SECS - 1)
+            + 1;
         let mut c = self.counts.clone();
         if c.len() < secs {
             c.resize(secs, 0);
