@@ -228,6 +228,9 @@ impl Generator {
             interface: cfg.interface.clone(),
             source,
         })?;
+        if cfg.sndbuf_bytes > 0 {
+            raise_sndbuf(device.raw_fd(), cfg.sndbuf_bytes);
+        }
         let seed = if cfg.seed == 0 { rng::clock_seed() } else { cfg.seed };
         let builder = FrameBuilder::new(cfg, device.mac_address(), seed)?;
         Ok(Generator {
@@ -329,6 +332,23 @@ impl Generator {
             device: device_counters(&dev, &dev0),
             started: Some(started),
         })
+    }
+}
+
+/// Raises the socket's send buffer to `bytes` (`SO_SNDBUFFORCE`, past `wmem_max`; `SO_SNDBUF` if that is not
+/// permitted). In copy mode each frame in flight is an skb charged to it, and veth hands a frame to its peer's
+/// queue before the skb is freed: with the default (about 200 KiB) a receiver slower than the flood throttles
+/// the generator through it, which no real flood allows. With room for every frame in flight, what the receiver
+/// cannot take is dropped at its queue and counted there (`interface_tx_dropped`), as at a NIC's ring.
+fn raise_sndbuf(fd: i32, bytes: u32) {
+    let v = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
+    let len = size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: setsockopt on the device's socket with a valid c_int option value; failures only leave the
+    // default in place.
+    unsafe {
+        if libc::setsockopt(fd, libc::SOL_SOCKET, libc::SO_SNDBUFFORCE, (&raw const v).cast(), len) != 0 {
+            libc::setsockopt(fd, libc::SOL_SOCKET, libc::SO_SNDBUF, (&raw const v).cast(), len);
+        }
     }
 }
 

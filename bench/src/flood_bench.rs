@@ -61,8 +61,11 @@ pub struct FloodRun {
     pub stack: StackKind,
     /// The configured flood rate (frames/s; 0 = as fast as the generator goes).
     pub configured_rate: f64,
-    /// The flood rate achieved (frames the kernel completed per second of flood).
+    /// The flood rate achieved: frames the generator's socket sent per second of flood.
     pub flood_rate: f64,
+    /// Of those, the frames per second the server end took: sent less the client interface's transmit drops
+    /// (veth drops what its peer's queue cannot take; the count also holds any legitimate frame dropped so).
+    pub flood_reached_rate: f64,
     /// Legitimate connections per second before, during and just after the flood.
     pub legit: Windows,
     /// `legit.during` as a percentage of `legit.before`.
@@ -478,6 +481,7 @@ fn run_one(env: &Env, cfg: &FloodBenchConfig, stack: StackKind, rate: f64, port:
             stack,
             configured_rate: rate,
             flood_rate: flood.rate,
+            flood_reached_rate: reached_rate(&flood),
             retained_during_pct: retained_pct(legit.during, legit.before),
             retained_after_pct: retained_pct(legit.after, legit.before),
             legit,
@@ -488,6 +492,16 @@ fn run_one(env: &Env, cfg: &FloodBenchConfig, stack: StackKind, rate: f64, port:
             responder,
         })
     })
+}
+
+/// Flood frames per second that reached the server end (see [`FloodRun::flood_reached_rate`]).
+fn reached_rate(f: &FloodReport) -> f64 {
+    let reached = f.frames_sent.saturating_sub(f.interface_tx_dropped.unwrap_or(0));
+    if f.duration_secs > 0.0 {
+        reached as f64 / f.duration_secs
+    } else {
+        0.0
+    }
 }
 
 /// The responder's counters of interest over the run: synack's by name pattern (zeros included), the kernel's

@@ -93,6 +93,9 @@ pub struct FloodConfig {
     pub frame_count: u32,
     /// TX and completion ring entries, a power of two.
     pub ring_size: u32,
+    /// The socket's send buffer in bytes (0 = the kernel's default): room for every frame in flight, so a slow
+    /// receiver drops what it cannot take instead of slowing the generator (see `raise_sndbuf`).
+    pub sndbuf_bytes: u32,
     /// Print a line every second.
     pub live: bool,
     /// Write the final report as JSON to this file.
@@ -127,6 +130,7 @@ impl Default for FloodConfig {
             core: None,
             frame_count: 4096,
             ring_size: 2048,
+            sndbuf_bytes: 64 << 20,
             live: true,
             json: None,
         }

@@ -41,10 +41,11 @@ fn counters(run: &FloodRun) -> String {
     c.join(" ")
 }
 
-const HEADER: [&str; 8] = [
+const HEADER: [&str; 9] = [
     "stack",
     "flood set/s",
-    "flood sent/s",
+    "sent/s",
+    "reached/s",
     "legit before",
     "during",
     "kept",
@@ -52,10 +53,10 @@ const HEADER: [&str; 8] = [
     "kept",
 ];
 
-fn line(cells: [&str; 8], tail: &str) -> String {
+fn line(cells: [&str; 9], tail: &str) -> String {
     format!(
-        "{:<7} {:>11} {:>12} {:>12} {:>9} {:>7} {:>11} {:>7}  {tail}\n",
-        cells[0], cells[1], cells[2], cells[3], cells[4], cells[5], cells[6], cells[7]
+        "{:<7} {:>11} {:>9} {:>9} {:>12} {:>9} {:>7} {:>11} {:>7}  {tail}\n",
+        cells[0], cells[1], cells[2], cells[3], cells[4], cells[5], cells[6], cells[7], cells[8]
     )
 }
 
@@ -70,7 +71,7 @@ pub fn table(r: &FloodBenchReport) -> String {
         let before = runs.iter().map(|run| run.legit.before).sum::<f64>() / runs.len().max(1) as f64;
         let name = stack_name(stack);
         s += &line(
-            [name, "none", "-", &thousands(before), "-", "-", "-", "-"],
+            [name, "none", "-", "-", &thousands(before), "-", "-", "-", "-"],
             "(mean of the runs' before)",
         );
         for run in runs {
@@ -84,6 +85,7 @@ pub fn table(r: &FloodBenchReport) -> String {
                     name,
                     &set,
                     &thousands(run.flood_rate),
+                    &thousands(run.flood_reached_rate),
                     &thousands(run.legit.before),
                     &thousands(run.legit.during),
                     &pct(run.retained_during_pct),
@@ -94,6 +96,8 @@ pub fn table(r: &FloodBenchReport) -> String {
             );
         }
     }
+    s += "sent/s: flood frames the generator's socket sent; reached/s: those the server end took (less veth's drops)\n";
+    s += "kept: the legitimate rate as a share of the same run's rate before the flood\n";
     s += &format!("{}\n", r.cores);
     for n in &r.notes {
         s += &format!("{n}\n");
