@@ -217,7 +217,7 @@ impl Validate for FloodConfig {
         if self.frame_count < self.ring_size + 64 {
             return Err(bad("frame_count", "at least ring_size + 64"));
         }
-        if !(self.duration_secs > 0.0) {
+        if self.duration_secs.is_nan() || self.duration_secs <= 0.0 {
             return Err(bad(
                 "duration_secs",
                 "a time bound in seconds, > 0 (a flood always has one)",
