@@ -355,7 +355,8 @@ impl std::fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
-fn bad(key: &str, expected: &str) -> ConfigError {
+/// A refusal naming `key` and what it should have been (shared with the flood programs' configurations).
+pub(crate) fn bad(key: &str, expected: &str) -> ConfigError {
     ConfigError(format!("configuration key `{key}`: expected {expected}"))
 }
 
@@ -398,7 +399,7 @@ impl Validate for EngineSettings {
     }
 }
 
-fn check_sizes(protocol: Protocol, request: usize, response: usize) -> Result<(), ConfigError> {
+pub(crate) fn check_sizes(protocol: Protocol, request: usize, response: usize) -> Result<(), ConfigError> {
     if protocol == Protocol::Fixed && request == 0 {
         return Err(bad("request_size", "at least 1 byte with protocol = \"fixed\""));
     }
@@ -411,7 +412,7 @@ fn check_sizes(protocol: Protocol, request: usize, response: usize) -> Result<()
     Ok(())
 }
 
-fn check_duration(key: &str, secs: f64) -> Result<(), ConfigError> {
+pub(crate) fn check_duration(key: &str, secs: f64) -> Result<(), ConfigError> {
     if !(0.0..=86_400.0).contains(&secs) {
         return Err(bad(key, "a number of seconds in 0..=86400"));
     }

@@ -20,7 +20,7 @@ use mio::{Events, Interest, Poll, Token};
 
 use crate::config::{CloseFirst, LoadMode, LoadgenConfig, ResponderConfig, StackKind};
 use crate::proto::{RequestCounter, ResponseCounter, request_bytes, response_bytes};
-use crate::report::{Latencies, LiveLine, Report, Totals, count_failure};
+use crate::report::{Latencies, LiveLine, PerSecond, Report, Totals, count_failure};
 use crate::synack_stack::{Control, RunError};
 
 /// What the kernel responder's lifecycle latency measures.
@@ -492,6 +492,7 @@ pub fn run_loadgen(cfg: &LoadgenConfig, control: Control) -> Result<Report, RunE
     let mut requests = 0u64;
     let mib_before = tcp_mib();
     let mut live = LiveLine::new("loadgen kernel", cfg.live);
+    let mut per_second = PerSecond::with_capacity(cfg.duration_secs + cfg.drain_secs + 5.0);
     let start = Instant::now();
     let mut last_done = start;
     let mut scheduled = 0u64;
@@ -615,6 +616,7 @@ pub fn run_loadgen(cfg: &LoadgenConfig, control: Control) -> Result<Report, RunE
                 Outcome::Done => {
                     totals.completed += 1;
                     last_done = Instant::now();
+                    per_second.record(last_done - start);
                 }
                 Outcome::Failed(why) => {
                     totals.failed += 1;
@@ -639,6 +641,7 @@ pub fn run_loadgen(cfg: &LoadgenConfig, control: Control) -> Result<Report, RunE
     report.requests = requests;
     report.failures = failures;
     report.lifecycle = crate::synack_stack::LOADGEN_LIFECYCLE;
+    report.per_second = per_second.counts(start.elapsed());
     fill_mib(&mut report, &mib_before);
     Ok(report)
 }

@@ -6,10 +6,14 @@
 //! - [`synack_stack`]: responder and load generator on synack's engine (AF_XDP or the in-memory link);
 //! - [`kernel_stack`]: the same on the Linux kernel's sockets, for the baseline;
 //! - [`report`]: live lines, final reports (text and JSON), machine CPU time;
-//! - [`bench`]: the one-command comparison over a veth pair in two namespaces.
+//! - [`bench`]: the one-command comparison over a veth pair in two namespaces;
+//! - [`flood`]: the SYN (ACK, RST) flood generator over AF_XDP, inside 198.18.0.0/15 only;
+//! - [`flood_bench`]: legitimate connection rates of synack and the kernel under a SYN flood, in one command.
 
 pub mod bench;
 pub mod config;
+pub mod flood;
+pub mod flood_bench;
 pub mod kernel_stack;
 pub mod proto;
 pub mod report;

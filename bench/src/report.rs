@@ -102,6 +102,56 @@ pub struct Totals {
     pub drops: u64,
 }
 
+/// Connections completed in each second since a program's start: the rate over time, so a harness can read
+/// the rate of any window (before, during and after a flood) out of one run. Sized up front for the run;
+/// recording is an index and an add.
+#[derive(Clone, Debug, Default)]
+pub struct PerSecond {
+    counts: Vec<u64>,
+}
+
+impl PerSecond {
+    /// Longest series kept (a day); completions later than that are not recorded.
+    const MAX_SECS: usize = 86_400;
+
+    /// An empty series with room for `secs` seconds.
+    pub fn with_capacity(secs: f64) -> PerSecond {
+        let n = if secs.is_finite() && secs > 0.0 {
+            secs.ceil() as usize
+        } else {
+            0
+        };
+        PerSecond {
+            counts: Vec::with_capacity(n.min(Self::MAX_SECS)),
+        }
+    }
+
+    /// Counts one completion `since_start` after the start.
+    pub fn record(&mut self, since_start: Duration) {
+        let i = usize::try_from(since_start.as_secs()).unwrap_or(usize::MAX);
+        if i >= Self::MAX_SECS {
+            return;
+        }
+        if self.counts.len() <= i {
+            self.counts.resize(i + 1, 0);
+        }
+        self.counts[i] += 1;
+    }
+
+    /// The counts of every second up to `run` after the start (the last one partial), zeros included.
+    pub fn counts(&self, run: Duration) -> Vec<u64> {
+        let secs = usize::try_from(run.as_secs())
+            .unwrap_or(usize::MAX)
+            .min(Self::MAX_SECS - 1)
+            + 1;
+        let mut c = self.counts.clone();
+        if c.len() < secs {
+            c.resize(secs, 0);
+        }
+        c
+    }
+}
+
 /// Prints a line every second to stderr.
 #[derive(Debug)]
 pub struct LiveLine {
@@ -197,6 +247,8 @@ pub struct Report {
     pub counters: BTreeMap<String, u64>,
     /// The device's counters (synack over AF_XDP or memory).
     pub device: BTreeMap<String, u64>,
+    /// Connections completed in each second since the start (load generator; empty for the responder).
+    pub per_second: Vec<u64>,
 }
 
 impl Report {
@@ -222,6 +274,7 @@ impl Report {
             frames: 0,
             counters: BTreeMap::new(),
             device: BTreeMap::new(),
+            per_second: Vec::new(),
         }
     }
 
@@ -285,6 +338,10 @@ impl Report {
         if !self.device.is_empty() {
             let c: Vec<String> = self.device.iter().map(|(k, v)| format!("{k}={v}")).collect();
             s += &format!("  device: {}\n", c.join(" "));
+        }
+        if !self.per_second.is_empty() {
+            let c: Vec<String> = self.per_second.iter().map(u64::to_string).collect();
+            s += &format!("  completed per second: {}\n", c.join(" "));
         }
         s
     }

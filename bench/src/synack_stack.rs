@@ -18,7 +18,7 @@ use synack_driver::{
 
 use crate::config::{CloseFirst, EngineSettings, LoadMode, LoadgenConfig, Protocol, ResponderConfig, StackKind};
 use crate::proto::{RequestCounter, ResponseCounter, request_bytes, response_bytes};
-use crate::report::{Latencies, LiveLine, Report, Totals, count_failure};
+use crate::report::{Latencies, LiveLine, PerSecond, Report, Totals, count_failure};
 
 /// What the lifecycle latency measures, for the report.
 pub const LOADGEN_LIFECYCLE: &str = "start to the client's close, once every response is in (and, when the server \
@@ -450,6 +450,9 @@ struct Loadgen {
     stopped_at: Option<Instant>,
     drain_over: bool,
     live: LiveLine,
+    per_second: PerSecond,
+    /// When the last turn ran, for the length of the per-second series.
+    last_tick: Instant,
 }
 
 impl Loadgen {
@@ -586,6 +589,9 @@ impl App for Loadgen {
                 if reason == CloseReason::Normal && c.done && c.failed.is_none() {
                     self.totals.completed += 1;
                     self.last_done = now;
+                    if let Some(start) = self.start {
+                        self.per_second.record(since(now, start));
+                    }
                 } else {
                     self.totals.failed += 1;
                     let why = match (reason, c.failed) {
@@ -606,6 +612,7 @@ impl App for Loadgen {
 
     fn on_tick(&mut self, now: Instant, engine: &mut Engine) {
         let start = *self.start.get_or_insert(now);
+        self.last_tick = now;
         if self.totals.started == 0 {
             self.last_done = now;
         }
@@ -684,6 +691,8 @@ impl Program for Loadgen {
         report.requests = self.requests;
         report.failures = failures;
         report.lifecycle = LOADGEN_LIFECYCLE;
+        let run = self.start.map_or(Duration::ZERO, |s| since(self.last_tick, s));
+        report.per_second = self.per_second.counts(run);
     }
 }
 
@@ -706,6 +715,8 @@ pub fn run_loadgen(cfg: &LoadgenConfig, link: Link, control: Control) -> Result<
         stopped_at: None,
         drain_over: false,
         live: LiveLine::new("loadgen synack", cfg.live),
+        per_second: PerSecond::with_capacity(cfg.duration_secs + cfg.drain_secs + 5.0),
+        last_tick: Instant::ZERO,
     };
     // A hard bound even if the drain logic were to hang: duration + drain + 5 s.
     let limit = (cfg.duration_secs > 0.0).then(|| Duration::from_secs_f64(cfg.duration_secs + cfg.drain_secs + 5.0));

@@ -4,6 +4,8 @@
 //! synack responder [-c configs/responder.toml] [--set key=value]... [--stack kernel] [--json out.json]
 //! synack loadgen   [-c configs/loadgen.toml]   [--set key=value]... [--duration 10] [--json out.json]
 //! synack bench     [-c configs/bench.toml]     [--set key=value]...
+//! synack bench --flood [-c configs/flood-bench.toml] [--set key=value]...
+//! synack flood     [-c configs/flood.toml]     [--set key=value]... [--json out.json]
 //! ```
 //!
 //! Every configuration key can be set with `--set key=value` (`--set engine.msl_secs=0`); the named flags are
@@ -14,6 +16,8 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use synack_bench::config::{self, BenchConfig, LoadgenConfig, ResponderConfig};
+use synack_bench::flood::FloodConfig;
+use synack_bench::flood_bench::FloodBenchConfig;
 use synack_bench::synack_stack::Control;
 
 #[derive(Parser)]
@@ -33,7 +37,19 @@ enum Command {
     /// Open connections at a rate (open loop) or a concurrency (closed loop) and measure them.
     Loadgen(Common),
     /// As root: namespaces + veth, synack vs the kernel on the same cores, side by side; removes everything.
-    Bench(Common),
+    Bench(BenchArgs),
+    /// Send a bounded flood of spoofed TCP SYNs (or ACKs, RSTs) over AF_XDP; addresses in 198.18.0.0/15 only.
+    Flood(Common),
+}
+
+#[derive(Args)]
+struct BenchArgs {
+    #[command(flatten)]
+    common: Common,
+    /// Run the SYN-flood benchmark (configs/flood-bench.toml): legitimate connection rates of synack and the
+    /// kernel with no flood, under floods, and just after.
+    #[arg(long)]
+    flood: bool,
 }
 
 #[derive(Args)]
@@ -106,9 +122,28 @@ fn main() -> ExitCode {
                 }
                 Ok(())
             }),
-        Command::Bench(c) => config::load::<BenchConfig>(c.config.as_deref(), &c.overrides())
+        Command::Bench(BenchArgs {
+            common: c,
+            flood: false,
+        }) => config::load::<BenchConfig>(c.config.as_deref(), &c.overrides())
             .map_err(|e| e.to_string())
             .and_then(|cfg| synack_bench::bench::run(&cfg).map_err(|e| e.to_string())),
+        Command::Bench(BenchArgs { common: c, flood: true }) => {
+            config::load::<FloodBenchConfig>(c.config.as_deref(), &c.overrides())
+                .map_err(|e| e.to_string())
+                .and_then(|cfg| synack_bench::flood_bench::run(&cfg).map_err(|e| e.to_string()))
+        }
+        Command::Flood(c) => config::load::<FloodConfig>(c.config.as_deref(), &c.overrides())
+            .map_err(|e| e.to_string())
+            .and_then(|cfg| {
+                let r = synack_bench::flood::run_flood(&cfg, None).map_err(|e| e.to_string())?;
+                eprint!("{}", r.text());
+                if let Some(path) = &cfg.json {
+                    r.write_json(path)
+                        .map_err(|e| format!("writing {}: {e}", path.display()))?;
+                }
+                Ok(())
+            }),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
