@@ -107,20 +107,30 @@ impl Engine {
             }
             (_, None) => {}
         }
-        let Some(index) = self.open_slot(now, key) else { return };
+        let Some(index) = self.open_passive(now, listener, key, src_mac) else {
+            return;
+        };
+        let config = &self.config;
+        let tcb = &mut self.conns[index as usize];
+        take_peer_syn(tcb, seg, config);
+        tcb.snd_wl2 = tcb.iss;
+        // Data or FIN on the SYN is not queued: it is left unacknowledged and the peer sends it again.
+        self.mark_dirty(index);
+    }
+
+    /// A control block for a passive open on `listener`, in SYN-RECEIVED and counted against the backlog and the
+    /// half-open share; `None`, counted, when the table is full.
+    fn open_passive(&mut self, now: Instant, listener: usize, key: FlowKey, src_mac: MacAddr) -> Option<u32> {
+        let index = self.open_slot(now, key)?;
         self.listeners[listener].half_open += 1;
         self.half_open += 1;
         self.counters.passive_opens += 1;
-        let config = &self.config;
         let tcb = &mut self.conns[index as usize];
         tcb.transition(State::SynReceived);
         tcb.flags.insert(Flags::PASSIVE);
         tcb.listener = Some(listener as u32);
         tcb.remote_mac = src_mac;
-        take_peer_syn(tcb, seg, config);
-        tcb.snd_wl2 = tcb.iss;
-        // Data or FIN on the SYN is not queued: it is left unacknowledged and the peer sends it again.
-        self.mark_dirty(index);
+        Some(index)
     }
 
     /// Which limit, if any, keeps a SYN for `listener` from getting a control block: its backlog, the half-open
@@ -181,18 +191,11 @@ impl Engine {
             return false;
         }
         self.counters.syn_cookies_validated += 1;
-        let Some(index) = self.open_slot(now, key) else {
+        let Some(index) = self.open_passive(now, listener, key, src_mac) else {
             return true; // the table is still full: counted; the peer's next segment tries again
         };
-        self.listeners[listener].half_open += 1;
-        self.half_open += 1;
-        self.counters.passive_opens += 1;
         let config = &self.config;
         let tcb = &mut self.conns[index as usize];
-        tcb.transition(State::SynReceived);
-        tcb.flags.insert(Flags::PASSIVE);
-        tcb.listener = Some(listener as u32);
-        tcb.remote_mac = src_mac;
         // Our SYN-ACK is out: ISS is the cookie, SND.NXT just past it.
         let iss = seg.ack - 1;
         tcb.iss = iss;
