@@ -240,17 +240,11 @@ pub fn run_veth(cfg: &FloodBenchConfig) -> Result<FloodBenchReport, RunError> {
         ),
         kernel_view,
     ];
-    notes.push(if cfg.server_rps {
-        format!(
-            "veth: TX checksum offload, TSO and GSO off on both ends, IPv6 off; the server end's kernel receive \
-             work steered to core {} (RPS), synack's XDP path is not",
-            cfg.responder_core
-        )
-    } else {
-        "veth: TX checksum offload, TSO and GSO off on both ends, IPv6 off; no RPS: the server's kernel receive \
-         work runs on the sending core"
-            .to_owned()
-    });
+    notes.push(format!(
+        "veth: TX checksum offload, TSO and GSO off on both ends, IPv6 off; the generator's socket has a {} MiB \
+         send buffer, so what the server end cannot take is dropped at its queue (reached/s), not held back",
+        FloodConfig::default().sndbuf_bytes >> 20
+    ));
     Ok(FloodBenchReport {
         config: cfg.clone(),
         cores,
@@ -273,18 +267,24 @@ fn stack_name(stack: StackKind) -> &'static str {
 /// Where the work runs, said plainly (the comparison depends on it).
 fn core_note(cfg: &FloodBenchConfig) -> String {
     let cores = core_affinity::get_core_ids().map_or(0, |c| c.len());
+    let shared = if cfg.client_core == cfg.flood_core {
+        ": the client and the generator share a core"
+    } else {
+        ""
+    };
+    let softirq = if cfg.server_rps {
+        format!(
+            "runs in softirq on that same core, but for the server end's kernel receive work, which RPS steers to \
+             core {} (synack's XDP path is not steered)",
+            cfg.responder_core
+        )
+    } else {
+        "runs in softirq on that same core".to_owned()
+    };
     format!(
         "cores: responder on core {}, legitimate client on core {}, flood generator on core {} ({cores} cores on \
-         this machine{}); on veth the receive work for frames sent from a core (the flood's and the client's) \
-         runs in softirq on that same core",
-        cfg.responder_core,
-        cfg.client_core,
-        cfg.flood_core,
-        if cfg.client_core == cfg.flood_core {
-            ": the client and the generator share a core"
-        } else {
-            ""
-        }
+         this machine{shared}); on veth the receive work for a frame (the flood's, the client's) {softirq}",
+        cfg.responder_core, cfg.client_core, cfg.flood_core,
     )
 }
 
