@@ -311,7 +311,8 @@ fn configs(
         response_size: cfg.response_size,
         close: CloseFirst::Server,
         requests_per_connection: 1,
-        duration_secs: 0.0,
+        // Stopped by the run; the bound only keeps a stuck run from leaving it behind.
+        duration_secs: f64::from(cfg.run_secs()) + 30.0,
         backlog: cfg.backlog,
         core: Some(cfg.responder_core),
         live: cfg.live,
@@ -336,7 +337,8 @@ fn configs(
         requests_per_connection: 1,
         close: CloseFirst::Server,
         duration_secs: f64::from(cfg.run_secs()),
-        connections: 0,
+        // A count bound too, far above what the run can reach: time ends it.
+        connections: u64::from(cfg.run_secs()) * 2_000_000,
         drain_secs: 1.0,
         core: Some(cfg.client_core),
         live: cfg.live,

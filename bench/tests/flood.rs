@@ -262,6 +262,8 @@ fn afxdp_veth_low_rate_syn_flood_reaches_synack_responder_and_stops_at_its_time_
         addresses: vec![pair.synack_addr()],
         ports: vec![8080],
         live: false,
+        // Stopped by the test; the bound only keeps a failing test from leaving it behind.
+        duration_secs: 30.0,
         engine: EngineSettings {
             max_connections: 8192,
             ..EngineSettings::default()
