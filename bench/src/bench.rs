@@ -570,13 +570,15 @@ fn reflect(pair: &NetnsPair, cfg: &BenchConfig, duration: Duration) -> Result<f6
                         let n = dev
                             .receive(64, |frame, tx| {
                                 let ok = frame.len() >= 34
-                                    && tx.transmit(frame.len(), |out| {
-                                        out.copy_from_slice(frame);
-                                        out.copy_within(6..12, 0);
-                                        out[6..12].copy_from_slice(&frame[0..6]);
-                                        out[26..30].copy_from_slice(&frame[30..34]);
-                                        out[30..34].copy_from_slice(&frame[26..30]);
-                                    });
+                                    && tx
+                                        .transmit(frame.len(), |out| {
+                                            out.copy_from_slice(frame);
+                                            out.copy_within(6..12, 0);
+                                            out[6..12].copy_from_slice(&frame[0..6]);
+                                            out[26..30].copy_from_slice(&frame[30..34]);
+                                            out[30..34].copy_from_slice(&frame[26..30]);
+                                        })
+                                        .is_ok();
                                 let _ = ok;
                             })
                             .map_err(|e| RunError(e.to_string()))?;
@@ -603,7 +605,7 @@ fn reflect(pair: &NetnsPair, cfg: &BenchConfig, duration: Duration) -> Result<f6
                         let mut tx = dev.transmitter();
                         let mut k = 0;
                         while k < 64 && sent - echoed < 1024 {
-                            if !tx.transmit(frame.len(), |b| b.copy_from_slice(&frame)) {
+                            if tx.transmit(frame.len(), |b| b.copy_from_slice(&frame)).is_err() {
                                 break;
                             }
                             sent += 1;

@@ -98,6 +98,34 @@ pub struct EngineSettings {
     pub ring_size: u32,
     /// Frames received per poll-loop turn.
     pub batch: usize,
+    /// SYN cookies: "auto" (when the backlog or the half-open share is full), "always" or "never".
+    pub syn_cookies: SynCookies,
+    /// Most half-open connections, as a percentage of `max_connections`.
+    pub half_open_percent: u8,
+}
+
+/// When a synack listener answers SYNs with SYN cookies (see `synack::engine::SynCookieMode`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SynCookies {
+    /// When the backlog, the half-open share or the table is full.
+    #[default]
+    Auto,
+    /// For every SYN.
+    Always,
+    /// Never: SYNs beyond the limits are dropped, counted.
+    Never,
+}
+
+impl SynCookies {
+    /// The engine's mode.
+    pub fn to_engine(self) -> synack::engine::SynCookieMode {
+        match self {
+            SynCookies::Auto => synack::engine::SynCookieMode::Auto,
+            SynCookies::Always => synack::engine::SynCookieMode::Always,
+            SynCookies::Never => synack::engine::SynCookieMode::Never,
+        }
+    }
 }
 
 impl Default for EngineSettings {
@@ -113,6 +141,8 @@ impl Default for EngineSettings {
             frame_count: 8192,
             ring_size: 2048,
             batch: 64,
+            syn_cookies: SynCookies::Auto,
+            half_open_percent: 50,
         }
     }
 }
@@ -361,6 +391,9 @@ impl Validate for EngineSettings {
         }
         if self.batch == 0 {
             return Err(bad("engine.batch", "at least 1"));
+        }
+        if !(1..=100).contains(&self.half_open_percent) {
+            return Err(bad("engine.half_open_percent", "1 to 100"));
         }
         Ok(())
     }

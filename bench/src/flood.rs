@@ -281,7 +281,7 @@ impl Generator {
                 let mut tx = self.device.transmitter();
                 let builder = &mut self.builder;
                 while k < n {
-                    if !tx.transmit(len, |frame| builder.write(frame)) {
+                    if tx.transmit(len, |frame| builder.write(frame)).is_err() {
                         refused += 1;
                         break;
                     }

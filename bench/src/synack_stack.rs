@@ -83,6 +83,8 @@ pub fn engine_config(
         delayed_ack: (settings.delayed_ack_ms > 0).then(|| Duration::from_millis(settings.delayed_ack_ms)),
         nagle: settings.nagle,
         ephemeral_ports: ports,
+        syn_cookies: settings.syn_cookies.to_engine(),
+        half_open_percent: settings.half_open_percent,
         ..EngineConfig::default()
     }
 }
@@ -170,6 +172,9 @@ fn drive<A: Program>(
             let device = AfXdpDevice::open(&afxdp_config(&interface, mode, settings, &addresses))
                 .map_err(|e| RunError(format!("cannot open AF_XDP on {interface:?}: {e}")))?;
             let config = engine_config(settings, device.mac_address(), addresses, ports);
+            config
+                .check_frame_capacity(device.frame_capacity())
+                .map_err(|e| RunError(format!("engine on {interface:?}: {e}")))?;
             let mut engine = Engine::new(config, clock.now()).map_err(|e| RunError(format!("engine: {e}")))?;
             setup(&mut engine)?;
             let fd = device.raw_fd();
@@ -177,6 +182,9 @@ fn drive<A: Program>(
         }
         Link::Memory { port, mac } => {
             let config = engine_config(settings, mac, addresses, ports);
+            config
+                .check_frame_capacity(port.frame_capacity())
+                .map_err(|e| RunError(format!("engine on the in-memory link: {e}")))?;
             let mut engine = Engine::new(config, clock.now()).map_err(|e| RunError(format!("engine: {e}")))?;
             setup(&mut engine)?;
             go(engine, port, clock, poll(None), &mut app, control.ready)?

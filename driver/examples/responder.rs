@@ -16,7 +16,7 @@ use synack::engine::{Engine, EngineConfig, Event, EventKind};
 use synack::time::Instant;
 use synack::wire::Port;
 use synack::wire::ethernet::MacAddr;
-use synack_driver::{AfXdpConfig, AfXdpDevice, App, Clock, IdleStrategy, PollConfig, PollLoop, XdpMode};
+use synack_driver::{AfXdpConfig, AfXdpDevice, App, Clock, Device, IdleStrategy, PollConfig, PollLoop, XdpMode};
 
 const HTTP_PORT: u16 = 80;
 const ECHO_PORT: u16 = 7;
@@ -183,6 +183,10 @@ fn main() -> ExitCode {
         addresses: vec![args.addr],
         ..EngineConfig::default()
     };
+    if let Err(e) = engine_config.check_frame_capacity(device.frame_capacity()) {
+        eprintln!("engine: {e}");
+        return ExitCode::FAILURE;
+    }
     let max_connections = engine_config.max_connections;
     let mut engine = match Engine::new(engine_config, clock.now()) {
         Ok(e) => e,

@@ -18,7 +18,7 @@ use std::ptr::NonNull;
 use std::sync::Arc;
 use std::time::Duration;
 
-use synack::io::TxSink;
+use synack::io::{TxRefused, TxSink};
 use xdpilone::xdp::XdpDesc;
 use xdpilone::{CompletionQueue, FillQueue, IfInfo, RingRx, RingTx, Socket, SocketConfig, Umem, UmemConfig, User};
 
@@ -331,12 +331,12 @@ pub struct AfXdpTx<'a> {
 }
 
 impl TxSink for AfXdpTx<'_> {
-    fn transmit<F: FnOnce(&mut [u8])>(&mut self, len: usize, fill: F) -> bool {
+    fn transmit<F: FnOnce(&mut [u8])>(&mut self, len: usize, fill: F) -> Result<(), TxRefused> {
         let h = &mut *self.half;
         if len > h.frame_size {
             h.stats.tx_oversize += 1;
             h.stats.tx_dropped += 1;
-            return false;
+            return Err(TxRefused::TooLong);
         }
         if h.pending.len() >= h.batch {
             h.reap();
@@ -344,7 +344,7 @@ impl TxSink for AfXdpTx<'_> {
             h.kick();
             if h.pending.len() >= h.batch {
                 h.stats.tx_dropped += 1;
-                return false;
+                return Err(TxRefused::Full);
             }
         }
         if h.free.is_empty() {
@@ -353,14 +353,14 @@ impl TxSink for AfXdpTx<'_> {
         let Some(addr) = h.free.pop() else {
             h.stats.tx_ring_full += 1;
             h.stats.tx_dropped += 1;
-            return false;
+            return Err(TxRefused::Full);
         };
         let in_bounds = usize::try_from(addr)
             .ok()
             .filter(|&a| a.saturating_add(h.frame_size) <= h.area_len);
         let Some(offset) = in_bounds else {
             h.stats.tx_dropped += 1;
-            return false;
+            return Err(TxRefused::Full);
         };
         // SAFETY: `offset..offset + len` lies inside the UMEM (checked above, `len <= frame_size`), and this
         // frame is in the transmit pool and off every ring, so nothing else (kernel included) touches it.
@@ -372,7 +372,7 @@ impl TxSink for AfXdpTx<'_> {
             options: 0,
         });
         h.stats.tx_frames += 1;
-        true
+        Ok(())
     }
 }
 

@@ -9,7 +9,7 @@
 use std::sync::Arc;
 
 use crossbeam_queue::ArrayQueue;
-use synack::io::TxSink;
+use synack::io::{TxRefused, TxSink};
 
 use crate::device::{Device, DeviceError, DeviceStats};
 
@@ -112,37 +112,37 @@ pub struct MemoryTx<'a> {
 }
 
 impl TxSink for MemoryTx<'_> {
-    fn transmit<F: FnOnce(&mut [u8])>(&mut self, len: usize, fill: F) -> bool {
+    fn transmit<F: FnOnce(&mut [u8])>(&mut self, len: usize, fill: F) -> Result<(), TxRefused> {
         let half = &mut *self.half;
         if len > half.frame_size {
             half.stats.tx_oversize += 1;
             half.stats.tx_dropped += 1;
-            return false;
+            return Err(TxRefused::TooLong);
         }
         let Some(mut buf) = half.outgoing.free.pop() else {
             half.stats.tx_ring_full += 1;
             half.stats.tx_dropped += 1;
-            return false;
+            return Err(TxRefused::Full);
         };
         let Some(frame) = buf.data.get_mut(..len) else {
             // Unreachable: every buffer is `frame_size` long. Put it back rather than lose it.
             let _ = half.outgoing.free.push(buf);
             half.stats.tx_dropped += 1;
-            return false;
+            return Err(TxRefused::Full);
         };
         fill(frame);
         buf.len = len;
         match half.outgoing.ready.push(buf) {
             Ok(()) => {
                 half.stats.tx_frames += 1;
-                true
+                Ok(())
             }
             Err(buf) => {
                 // Cannot happen (as many ready slots as buffers); recycle and count it as a drop.
                 let _ = half.outgoing.free.push(buf);
                 half.stats.tx_ring_full += 1;
                 half.stats.tx_dropped += 1;
-                false
+                Err(TxRefused::Full)
             }
         }
     }
@@ -208,9 +208,9 @@ mod tests {
     fn memory_link_frames_cross_both_ways_in_order() {
         let (mut a, mut b) = MemoryLink::pair(small());
         for i in 0..3u8 {
-            assert!(a.transmitter().transmit(3, |f| f.copy_from_slice(&[i, i, i])));
+            assert!(a.transmitter().transmit(3, |f| f.copy_from_slice(&[i, i, i])).is_ok());
         }
-        assert!(b.transmitter().transmit(2, |f| f.copy_from_slice(&[9, 8])));
+        assert!(b.transmitter().transmit(2, |f| f.copy_from_slice(&[9, 8])).is_ok());
         assert_eq!(drain(&mut b), vec![vec![0, 0, 0], vec![1, 1, 1], vec![2, 2, 2]]);
         assert_eq!(drain(&mut a), vec![vec![9, 8]]);
         assert_eq!(a.stats().tx_frames, 3);
@@ -221,20 +221,22 @@ mod tests {
     #[test]
     fn memory_link_full_queue_drops_and_counts() {
         let (mut a, mut b) = MemoryLink::pair(small());
-        let sent = (0..6).filter(|_| a.transmitter().transmit(1, |f| f[0] = 1)).count();
+        let sent = (0..6)
+            .filter(|_| a.transmitter().transmit(1, |f| f[0] = 1).is_ok())
+            .count();
         assert_eq!(sent, 4);
         assert_eq!(a.stats().tx_dropped, 2);
         assert_eq!(a.stats().tx_ring_full, 2);
         assert_eq!(drain(&mut b).len(), 4);
         // Buffers came back: the sender can send again.
-        assert!(a.transmitter().transmit(1, |f| f[0] = 1));
+        assert!(a.transmitter().transmit(1, |f| f[0] = 1).is_ok());
     }
 
     #[test]
     fn memory_link_oversize_frame_is_refused() {
         let (mut a, _b) = MemoryLink::pair(small());
         let mut called = false;
-        assert!(!a.transmitter().transmit(65, |_| called = true));
+        assert_eq!(a.transmitter().transmit(65, |_| called = true), Err(TxRefused::TooLong));
         assert!(!called);
         assert_eq!(a.stats().tx_oversize, 1);
         assert_eq!(a.frame_capacity(), 64);
@@ -243,11 +245,11 @@ mod tests {
     #[test]
     fn memory_link_reply_from_receive_reaches_sender() {
         let (mut a, mut b) = MemoryLink::pair(small());
-        assert!(a.transmitter().transmit(2, |f| f.copy_from_slice(&[1, 2])));
+        assert!(a.transmitter().transmit(2, |f| f.copy_from_slice(&[1, 2])).is_ok());
         let n = b
             .receive(8, |frame, tx| {
                 let reply: Vec<u8> = frame.iter().rev().copied().collect();
-                assert!(tx.transmit(reply.len(), |f| f.copy_from_slice(&reply)));
+                assert!(tx.transmit(reply.len(), |f| f.copy_from_slice(&reply)).is_ok());
             })
             .unwrap();
         assert_eq!(n, 1);
@@ -258,7 +260,7 @@ mod tests {
     fn memory_link_receive_respects_max() {
         let (mut a, mut b) = MemoryLink::pair(small());
         for _ in 0..3 {
-            assert!(a.transmitter().transmit(1, |f| f[0] = 0));
+            assert!(a.transmitter().transmit(1, |f| f[0] = 0).is_ok());
         }
         assert_eq!(b.receive(2, |_, _| {}).unwrap(), 2);
         assert_eq!(b.pending_rx(), 1);

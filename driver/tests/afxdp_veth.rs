@@ -60,16 +60,18 @@ fn respond(frame: &[u8], me: Ipv4Addr, my_mac: [u8; 6], tx: &mut impl TxSink, se
             return; // a reply to us; this responder never asks
         }
         let (sender_mac, sender_ip) = (&frame[22..28], &frame[28..32]);
-        let ok = tx.transmit(42, |out| {
-            out[0..6].copy_from_slice(sender_mac);
-            out[6..12].copy_from_slice(&my_mac);
-            out[12..14].copy_from_slice(&ETH_ARP);
-            out[14..22].copy_from_slice(&[0, 1, 0x08, 0x00, 6, 4, 0, 2]); // Ethernet/IPv4, reply
-            out[22..28].copy_from_slice(&my_mac);
-            out[28..32].copy_from_slice(&me.octets());
-            out[32..38].copy_from_slice(sender_mac);
-            out[38..42].copy_from_slice(sender_ip);
-        });
+        let ok = tx
+            .transmit(42, |out| {
+                out[0..6].copy_from_slice(sender_mac);
+                out[6..12].copy_from_slice(&my_mac);
+                out[12..14].copy_from_slice(&ETH_ARP);
+                out[14..22].copy_from_slice(&[0, 1, 0x08, 0x00, 6, 4, 0, 2]); // Ethernet/IPv4, reply
+                out[22..28].copy_from_slice(&my_mac);
+                out[28..32].copy_from_slice(&me.octets());
+                out[32..38].copy_from_slice(sender_mac);
+                out[38..42].copy_from_slice(sender_ip);
+            })
+            .is_ok();
         if ok {
             seen.arp_answered += 1
         } else {
@@ -85,20 +87,22 @@ fn respond(frame: &[u8], me: Ipv4Addr, my_mac: [u8; 6], tx: &mut impl TxSink, se
         if frame[23] != 17 || frame.len() < 14 + ihl + 8 {
             return;
         }
-        let ok = tx.transmit(frame.len(), |out| {
-            out.copy_from_slice(frame);
-            out[0..6].copy_from_slice(&frame[6..12]);
-            out[6..12].copy_from_slice(&my_mac);
-            out[26..30].copy_from_slice(&frame[30..34]);
-            out[30..34].copy_from_slice(&frame[26..30]);
-            out[24..26].copy_from_slice(&[0, 0]);
-            let c = ipv4_header_checksum(&out[14..14 + ihl]);
-            out[24..26].copy_from_slice(&c.to_be_bytes());
-            let udp = 14 + ihl;
-            out[udp..udp + 2].copy_from_slice(&frame[udp + 2..udp + 4]);
-            out[udp + 2..udp + 4].copy_from_slice(&frame[udp..udp + 2]);
-            // The UDP checksum stays valid: swapping addresses and ports leaves the one's-complement sum as is.
-        });
+        let ok = tx
+            .transmit(frame.len(), |out| {
+                out.copy_from_slice(frame);
+                out[0..6].copy_from_slice(&frame[6..12]);
+                out[6..12].copy_from_slice(&my_mac);
+                out[26..30].copy_from_slice(&frame[30..34]);
+                out[30..34].copy_from_slice(&frame[26..30]);
+                out[24..26].copy_from_slice(&[0, 0]);
+                let c = ipv4_header_checksum(&out[14..14 + ihl]);
+                out[24..26].copy_from_slice(&c.to_be_bytes());
+                let udp = 14 + ihl;
+                out[udp..udp + 2].copy_from_slice(&frame[udp + 2..udp + 4]);
+                out[udp + 2..udp + 4].copy_from_slice(&frame[udp..udp + 2]);
+                // The UDP checksum stays valid: swapping addresses and ports leaves the one's-complement sum as is.
+            })
+            .is_ok();
         if ok { seen.udp_echoed += 1 } else { seen.tx_refused += 1 }
     } else {
         seen.not_ours += 1;

@@ -17,7 +17,7 @@ fn memory_link_steady_state_traffic_allocates_nothing() {
     let mut echoed = 0u64;
     let mut back = 0u64;
     // Warm-up turn outside the measured window (nothing should allocate, but be fair to lazy statics).
-    assert!(a.transmitter().transmit(60, |f| f.fill(1)));
+    assert!(a.transmitter().transmit(60, |f| f.fill(1)).is_ok());
     b.receive(64, |_, _| {}).unwrap();
 
     let ((), allocations) = allocations_during(|| {
@@ -27,11 +27,11 @@ fn memory_link_steady_state_traffic_allocates_nothing() {
                     f.fill(i);
                     f[..4].copy_from_slice(&round.to_be_bytes());
                 });
-                assert!(ok);
+                assert!(ok.is_ok());
             }
             b.receive(64, |frame, tx| {
                 echoed += 1;
-                assert!(tx.transmit(frame.len(), |out| out.copy_from_slice(frame)));
+                assert!(tx.transmit(frame.len(), |out| out.copy_from_slice(frame)).is_ok());
             })
             .unwrap();
             b.flush().unwrap();
@@ -59,7 +59,10 @@ fn memory_link_two_threads_keep_order() {
         let mut i = 0u32;
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
         while i < N && std::time::Instant::now() < deadline {
-            if a.transmitter().transmit(4, |f| f.copy_from_slice(&i.to_be_bytes())) {
+            if a.transmitter()
+                .transmit(4, |f| f.copy_from_slice(&i.to_be_bytes()))
+                .is_ok()
+            {
                 i += 1;
             } else {
                 std::thread::yield_now();

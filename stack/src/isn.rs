@@ -43,6 +43,11 @@ impl Secret {
         Secret(key)
     }
 
+    /// The key's bytes, for deriving the keys of other keyed functions from it (never printed).
+    pub(crate) fn to_bytes(&self) -> [u8; 16] {
+        self.0
+    }
+
     /// A key derived from a 64-bit seed, for tests and deterministic simulation only: anyone who knows the seed
     /// knows the key. The expansion (SplitMix64, twice) just spreads the seed over all 128 bits.
     pub const fn from_seed(seed: u64) -> Secret {

@@ -8,7 +8,7 @@ use core::net::{Ipv4Addr, SocketAddrV4};
 use core::time::Duration;
 
 use synack::engine::{Engine, EngineConfig, EventKind};
-use synack::io::TxSink;
+use synack::io::{TxRefused, TxSink};
 use synack::isn::Secret;
 use synack::time::Instant;
 use synack::wire::Port;
@@ -58,14 +58,17 @@ impl Wire {
 }
 
 impl TxSink for Wire {
-    fn transmit<F: FnOnce(&mut [u8])>(&mut self, len: usize, fill: F) -> bool {
-        if self.count == self.frames.len() || len > 1600 {
-            return false;
+    fn transmit<F: FnOnce(&mut [u8])>(&mut self, len: usize, fill: F) -> Result<(), TxRefused> {
+        if len > 1600 {
+            return Err(TxRefused::TooLong);
+        }
+        if self.count == self.frames.len() {
+            return Err(TxRefused::Full);
         }
         fill(&mut self.frames[self.count][..len]);
         self.lens[self.count] = len;
         self.count += 1;
-        true
+        Ok(())
     }
 }
 

@@ -5,7 +5,7 @@
 use core::net::{Ipv4Addr, SocketAddrV4};
 use core::time::Duration;
 
-use synack::engine::{CloseReason, ConnHandle, Engine, EngineConfig, Event, EventKind, State};
+use synack::engine::{CloseReason, ConnHandle, Engine, EngineConfig, Event, EventKind, State, SynCookieMode};
 use synack::isn::Secret;
 use synack::time::Instant;
 use synack::wire::ethernet::{EtherType, EthernetRepr, Frame, MacAddr};
@@ -286,10 +286,13 @@ fn closed_ack_sends_rst_and_rst_gets_nothing() {
     assert!(h.send(seg(TcpFlags::RST | ACK, X, 777)).is_empty());
 }
 
-/// Listen backlog: SYNs beyond the SYN-RECEIVED bound are dropped and counted.
+/// Listen backlog, cookies off: SYNs beyond the SYN-RECEIVED bound are dropped and counted.
 #[test]
 fn listen_syn_beyond_backlog_is_dropped() {
-    let mut h = Harness::new(config());
+    let mut h = Harness::new(EngineConfig {
+        syn_cookies: SynCookieMode::Never,
+        ..config()
+    });
     h.engine.listen(Port(US_PORT), 1).unwrap();
     assert_eq!(h.send(syn(X)).len(), 1);
     let other = TcpRepr {
@@ -298,6 +301,243 @@ fn listen_syn_beyond_backlog_is_dropped() {
     };
     assert!(h.send(other).is_empty());
     assert_eq!(h.engine.counters().drop_backlog_full, 1);
+}
+
+// ----- LISTEN under a SYN flood: SYN cookies (RFC 4987 §3.6) ----------------------------------------------
+
+/// A listener with backlog 1 whose one half-open slot is taken, so the next SYN meets a full queue.
+fn listening_backlog_full(config: EngineConfig) -> Harness {
+    let mut h = Harness::new(config);
+    h.engine.listen(Port(US_PORT), 1).unwrap();
+    let first = TcpRepr {
+        src_port: Port(PEER_PORT + 1),
+        ..syn(X)
+    };
+    assert_eq!(flags(&h.send(first)), vec![TcpFlags::SYN | ACK]);
+    h
+}
+
+/// The accepted connection's handle from the events so far.
+fn accepted(h: &mut Harness) -> ConnHandle {
+    let at = h
+        .events
+        .iter()
+        .position(|e| matches!(e.kind, EventKind::Accepted { .. }))
+        .expect("an Accepted event");
+    h.events.remove(at).conn
+}
+
+/// RFC 4987 §3.6, `auto` mode: with the backlog full a SYN gets a SYN-ACK whose ISS is a cookie, and no state.
+#[test]
+fn listen_syn_beyond_backlog_gets_cookie_syn_ack_without_state() {
+    let mut h = listening_backlog_full(config());
+    let out = h.send(syn(X));
+    assert_eq!(flags(&out), vec![TcpFlags::SYN | ACK]);
+    assert_eq!(out[0].ack, X + 1);
+    assert_eq!(out[0].mss, Some(1460));
+    assert_eq!(
+        out[0].window_scale, None,
+        "no timestamps: nowhere to carry window scaling"
+    );
+    assert!(!out[0].sack_permitted);
+    assert_eq!(
+        h.engine.connection_count(),
+        1,
+        "only the first, stateful, half-open connection"
+    );
+    assert_eq!(h.engine.counters().syn_cookies_sent, 1);
+    assert_eq!(h.engine.counters().drop_backlog_full, 0);
+}
+
+/// RFC 4987 §3.6: the third ACK returning the cookie rebuilds the connection, ESTABLISHED and accepted, and it
+/// then carries data both ways and closes like any other.
+#[test]
+fn listen_cookie_ack_establishes_and_connection_works() {
+    let mut h = listening_backlog_full(config());
+    let y = h.send(syn(X))[0].seq;
+    assert!(h.send(seg(ACK, X + 1, y + 1)).is_empty());
+    let conn = accepted(&mut h);
+    assert_eq!(h.engine.state(conn), Ok(State::Established));
+    assert_eq!(h.engine.counters().syn_cookies_validated, 1);
+    // Data in, data out, with the sequence numbers the cookie set.
+    let out = h.send(data(X + 1, y + 1, b"ping"));
+    assert_eq!(flags(&out), vec![ACK]);
+    assert_eq!(out[0].ack, X + 5);
+    let mut buf = [0u8; 16];
+    assert_eq!(h.engine.recv(conn, &mut buf), Ok(4));
+    assert_eq!(h.engine.send(conn, b"pong"), Ok(4));
+    let out = h.poll();
+    assert_eq!(out.len(), 1);
+    assert_eq!(
+        (out[0].seq, out[0].ack, &out[0].payload[..]),
+        (y + 1, X + 5, &b"pong"[..])
+    );
+    assert_eq!(out[0].mss, None);
+    // The peer acknowledges and closes; we close too.
+    assert!(h.send(seg(ACK, X + 5, y + 5)).is_empty());
+    let out = h.send(seg(TcpFlags::FIN | ACK, X + 5, y + 5));
+    assert_eq!(flags(&out), vec![ACK]);
+    assert_eq!(h.engine.state(conn), Ok(State::CloseWait));
+    h.engine.close(conn).unwrap();
+    let out = h.poll();
+    assert_eq!(flags(&out), vec![TcpFlags::FIN | ACK]);
+    assert!(h.send(seg(ACK, X + 6, y + 6)).is_empty());
+    assert!(h.take_events().contains(&EventKind::Closed {
+        reason: CloseReason::Normal
+    }));
+}
+
+/// RFC 4987 §3.6 with RFC 7323: with timestamps the cookie's TSval carries window scaling and SACK-permitted,
+/// so the rebuilt connection keeps them (as Linux's cookies do).
+#[test]
+fn listen_cookie_with_timestamps_keeps_window_scale_and_sack() {
+    let mut h = listening_backlog_full(EngineConfig {
+        timestamps: true,
+        ..config()
+    });
+    let offer = TcpRepr {
+        window_scale: Some(7),
+        sack_permitted: true,
+        timestamps: Some(TcpTimestamps { tsval: 500, tsecr: 0 }),
+        ..syn(X)
+    };
+    let out = h.send(offer);
+    assert_eq!(flags(&out), vec![TcpFlags::SYN | ACK]);
+    assert!(out[0].window_scale.is_some());
+    assert!(out[0].sack_permitted);
+    let ts = out[0].timestamps.expect("timestamps answered");
+    assert_eq!(ts.tsecr, 500);
+    assert_eq!(
+        ts.tsval & 0x1f,
+        7 | 0x10,
+        "window shift 7 and the SACK bit in the TSval's low bits"
+    );
+    let y = out[0].seq;
+    let ack = |seq: u32, tsval: u32, payload: &'static [u8]| TcpRepr {
+        // A window of 1 scaled by 7: 128 bytes.
+        window: 1,
+        timestamps: Some(TcpTimestamps { tsval, tsecr: ts.tsval }),
+        payload,
+        ..seg(ACK, seq, y + 1)
+    };
+    assert!(h.send(ack(X + 1, 501, b"")).is_empty());
+    let conn = accepted(&mut h);
+    assert_eq!(h.engine.counters().syn_cookies_validated, 1);
+    // The peer's window is 1 << 7: 128 bytes go out of 300, so the shift was kept.
+    assert_eq!(h.engine.send(conn, &[7u8; 300]), Ok(300));
+    let out = h.poll();
+    let sent: usize = out.iter().map(|o| o.payload.len()).sum();
+    assert_eq!(sent, 128, "the window was scaled by the cookie's shift");
+    assert!(
+        out.iter().all(|o| o.timestamps.is_some()),
+        "timestamps on every segment"
+    );
+    // Out-of-order data gets a SACK block: SACK was kept.
+    let out = h.send(ack(X + 101, 502, b"later"));
+    assert_eq!(out.last().map(|o| o.sack.clone()), Some(vec![(X + 101, X + 106)]));
+}
+
+/// RFC 4987 §3.6: an ACK whose cookie does not check (a guess) gets the RST of RFC 9293 §3.10.7.2, counted.
+#[test]
+fn listen_ack_with_wrong_cookie_gets_rst_and_is_counted() {
+    let mut h = listening_backlog_full(config());
+    let y = h.send(syn(X))[0].seq;
+    let out = h.send(seg(ACK, X + 1, y + 9));
+    assert_eq!(flags(&out), vec![TcpFlags::RST]);
+    assert_eq!(out[0].seq, y + 9);
+    assert_eq!(h.engine.counters().syn_cookies_rejected, 1);
+    assert_eq!(h.engine.counters().syn_cookies_validated, 0);
+    assert_eq!(h.engine.connection_count(), 1);
+}
+
+/// A cookie lives two 64 s counter periods at most: the ACK returning it later is refused.
+#[test]
+fn listen_cookie_ack_after_its_lifetime_gets_rst() {
+    let mut h = listening_backlog_full(EngineConfig {
+        syn_cookies: SynCookieMode::Always,
+        ..config()
+    });
+    let y = h.send(syn(X))[0].seq;
+    h.advance(Duration::from_secs(129));
+    let out = h.send(seg(ACK, X + 1, y + 1));
+    assert_eq!(flags(&out), vec![TcpFlags::RST]);
+    assert_eq!(h.engine.counters().syn_cookies_rejected, 1);
+}
+
+/// `auto` mode checks ACKs for cookies only after it has sent some (Linux's rule): outside a flood an ACK to a
+/// listener is just bad, and gets its RST without a cookie check.
+#[test]
+fn listen_ack_without_recent_cookie_is_not_checked() {
+    let mut h = Harness::listening();
+    let out = h.send(seg(ACK, X, 5555));
+    assert_eq!(flags(&out), vec![TcpFlags::RST]);
+    assert_eq!(h.engine.counters().syn_cookies_rejected, 0);
+}
+
+/// `always` mode: every SYN gets a cookie, no SYN ever takes a control block, and the third ACK's data is
+/// delivered with the connection (RFC 9293 §3.10.7.4 sixth step through the rebuilt SYN-RECEIVED).
+#[test]
+fn listen_always_cookie_ack_with_data_delivers_it() {
+    let mut h = Harness::new(EngineConfig {
+        syn_cookies: SynCookieMode::Always,
+        ..config()
+    });
+    h.engine.listen(Port(US_PORT), 8).unwrap();
+    let y = h.send(syn(X))[0].seq;
+    assert_eq!(h.engine.connection_count(), 0);
+    let out = h.send(data(X + 1, y + 1, b"GET /"));
+    assert_eq!(flags(&out), vec![ACK]);
+    assert_eq!(out[0].ack, X + 6);
+    let conn = accepted(&mut h);
+    assert!(h.take_events().contains(&EventKind::Readable));
+    let mut buf = [0u8; 8];
+    assert_eq!(h.engine.recv(conn, &mut buf), Ok(5));
+    assert_eq!(&buf[..5], b"GET /");
+}
+
+/// Cookies off, the half-open share: half-open connections never take more than `half_open_percent` of the
+/// table, whatever the backlogs, so established connections keep the rest.
+#[test]
+fn listen_syn_beyond_half_open_share_is_dropped() {
+    let mut h = Harness::new(EngineConfig {
+        syn_cookies: SynCookieMode::Never,
+        half_open_percent: 25, // 4 of 16
+        ..config()
+    });
+    h.engine.listen(Port(US_PORT), 100).unwrap();
+    for i in 0..6u16 {
+        h.send(TcpRepr {
+            src_port: Port(PEER_PORT + i),
+            ..syn(X)
+        });
+    }
+    assert_eq!(h.engine.connection_count(), 4);
+    assert_eq!(h.engine.counters().drop_half_open_limit, 2);
+}
+
+/// Under half-open pressure (half the share taken) a half-open connection gets one SYN-ACK retransmission
+/// instead of `syn_retries`, then is given up, counted; once the pressure is gone the rest get their full
+/// budget again.
+#[test]
+fn syn_received_under_pressure_gives_up_after_one_retransmission() {
+    let mut h = Harness::new(EngineConfig {
+        half_open_percent: 25, // 4 of 16: pressure from 2
+        ..config()
+    });
+    h.engine.listen(Port(US_PORT), 100).unwrap();
+    for i in 0..4u16 {
+        h.send(TcpRepr {
+            src_port: Port(PEER_PORT + i),
+            ..syn(X)
+        });
+    }
+    assert_eq!(h.advance(Duration::from_secs(1)).len(), 4, "the first retransmission");
+    // At 3 s (RTO 2 s) the second would be due: under pressure they are given up instead (silently: their
+    // peers are most likely spoofed), until only one is left, which is no longer under pressure and retransmits.
+    let out = h.advance(Duration::from_secs(2));
+    assert_eq!(h.engine.counters().synack_retries_shortened, 3);
+    assert_eq!(h.engine.connection_count(), 1);
+    assert_eq!(flags(&out), vec![TcpFlags::SYN | ACK]);
 }
 
 // ----- SYN-RECEIVED -----------------------------------------------------------------------------------------
@@ -510,6 +750,71 @@ fn established_rst_in_window_sends_challenge_ack() {
     assert_eq!((out[0].seq, out[0].ack), (y + 1, X + 1));
     assert_eq!(h.engine.state(conn), Ok(State::Established));
     assert_eq!(h.engine.counters().challenge_acks_sent, 1);
+}
+
+/// RFC 5961 §7: one challenge ACK per connection per `oow_ack_interval`; the rest are suppressed, counted.
+#[test]
+fn established_rst_in_window_twice_sends_one_challenge_ack() {
+    let (mut h, conn, _) = Harness::established();
+    assert_eq!(flags(&h.send(seg(TcpFlags::RST, X + 10, 0))), vec![ACK]);
+    assert!(h.send(seg(TcpFlags::RST, X + 11, 0)).is_empty());
+    assert!(h.send(syn(X + 12)).is_empty());
+    assert_eq!(h.engine.counters().challenge_acks_sent, 1);
+    assert_eq!(h.engine.counters().oow_acks_limited, 2);
+    h.advance(Duration::from_millis(500));
+    assert_eq!(flags(&h.send(seg(TcpFlags::RST, X + 10, 0))), vec![ACK]);
+    assert_eq!(h.engine.state(conn), Ok(State::Established));
+}
+
+/// RFC 5961 §7 and CVE-2016-5696: an off-path attacker floods in-window RSTs at a connection it guesses exists
+/// and counts the challenge ACKs its own connection gets for its own in-window RSTs. With a per-connection limit
+/// and a randomised global budget, the count it sees is the same whether the guessed connection exists or not.
+#[test]
+fn established_challenge_ack_count_does_not_reveal_other_connection() {
+    let observe = |victim_exists: bool| -> Vec<usize> {
+        let mut h = Harness::new(EngineConfig {
+            challenge_ack_limit: 100,
+            ..config()
+        });
+        h.engine.listen(Port(US_PORT), 8).unwrap();
+        // The attacker's own connection, from port PEER_PORT.
+        let y = h.send(syn(X))[0].seq;
+        h.send(seg(ACK, X + 1, y + 1));
+        let victim = Port(PEER_PORT + 1);
+        if victim_exists {
+            let v = h.send(TcpRepr {
+                src_port: victim,
+                ..syn(X)
+            })[0]
+                .seq;
+            h.send(TcpRepr {
+                src_port: victim,
+                ..seg(ACK, X + 1, v + 1)
+            });
+        }
+        let mut seen = Vec::new();
+        for _second in 0..5 {
+            let mut acks = 0;
+            for i in 0..1000u32 {
+                // Spoofed, in the victim's window (or at nothing), then one probe on the attacker's connection.
+                h.send(TcpRepr {
+                    src_port: victim,
+                    ..seg(TcpFlags::RST, X + 2 + i % 1000, 0)
+                });
+                acks += h.send(seg(TcpFlags::RST, X + 2 + i % 1000, 0)).len();
+                h.now += Duration::from_millis(1);
+            }
+            seen.push(acks);
+        }
+        seen
+    };
+    let with = observe(true);
+    let without = observe(false);
+    assert_eq!(with, without, "the attacker's count must not depend on the victim");
+    assert!(
+        with.iter().all(|&n| n <= 3),
+        "per-connection limit: at most one per 500 ms: {with:?}"
+    );
 }
 
 /// RFC 5961 §3.2: a RST exactly at RCV.NXT resets the connection.

@@ -3,6 +3,7 @@
 use core::net::Ipv4Addr;
 use core::time::Duration;
 
+use super::syn_cookie::SynCookieMode;
 use crate::timer::TimerConfig;
 use crate::wire::ethernet::MacAddr;
 
@@ -57,8 +58,20 @@ pub struct EngineConfig {
     pub window_scaling: bool,
     /// Offer and accept SACK (RFC 2018); synack sends SACK blocks for out-of-order data.
     pub sack: bool,
-    /// Challenge ACKs allowed per second, all connections together (RFC 5961 §7).
+    /// Challenge ACKs allowed per second, all connections together (RFC 5961 §7). The budget of each second
+    /// is drawn at random (keyed) from `limit/2 .. limit*3/2`, as Linux does since CVE-2016-5696, so an
+    /// off-path attacker cannot count it down to learn whether a connection exists.
     pub challenge_ack_limit: u32,
+    /// A connection sends at most one challenge ACK, or ACK for an unacceptable segment, per this interval
+    /// (Linux's `tcp_invalid_ratelimit`, 500 ms): a per-connection limit before the global budget, so one
+    /// connection's attacker cannot use up the budget of all others, nor observe it.
+    pub oow_ack_interval: Duration,
+    /// SYN cookies (RFC 4987 §3.6): when a listener answers SYNs without keeping state.
+    pub syn_cookies: SynCookieMode,
+    /// Most half-open (SYN-RECEIVED) passive connections, all listeners together, as a percentage of
+    /// `max_connections`, so a SYN flood never takes the table from established connections. Past half of it,
+    /// half-open connections get one SYN-ACK retransmission instead of `syn_retries`.
+    pub half_open_percent: u8,
     /// The first and last local port `connect` picks from when asked for port 0.
     pub ephemeral_ports: (u16, u16),
     /// Accept a SYN that hits a TIME-WAIT record when RFC 6191's timestamp or sequence rules show it is new.
@@ -124,6 +137,9 @@ impl Default for EngineConfig {
             window_scaling: true,
             sack: true,
             challenge_ack_limit: 1000,
+            oow_ack_interval: Duration::from_millis(500),
+            syn_cookies: SynCookieMode::Auto,
+            half_open_percent: 50,
             ephemeral_ports: (32768, 60999),
             time_wait_reuse: true,
             time_wait_reuse_delay: Duration::from_secs(1),
@@ -156,12 +172,45 @@ pub enum ConfigError {
     /// The ephemeral port range is empty or includes port 0.
     #[error("ephemeral_ports must be a non-empty range of non-zero ports")]
     BadPortRange,
+    /// `half_open_percent` is not in 1..=100.
+    #[error("half_open_percent must be in 1..=100")]
+    BadHalfOpenShare,
+    /// The device's frames cannot hold the engine's largest segment.
+    #[error("a full-sized segment (MSS {mss}) needs {needed}-byte frames; the device's hold {capacity}")]
+    FrameTooSmall {
+        /// The configured MSS.
+        mss: u16,
+        /// The largest frame the engine may send.
+        needed: usize,
+        /// The device's frame size.
+        capacity: usize,
+    },
     /// More entries than the flow table's 31-bit slot indices (and the wheel's ids) can name.
     #[error("max_connections + max_time_wait must be below 2^31")]
     TooLarge,
 }
 
 impl EngineConfig {
+    /// The largest frame the engine may send: Ethernet, IPv4 and a TCP header with the most options (40 bytes)
+    /// around a full MSS of data.
+    pub fn largest_frame(&self) -> usize {
+        14 + 20 + 20 + 40 + usize::from(self.mss)
+    }
+
+    /// Refuses, at start-up, a device whose frames cannot carry the engine's largest segment: such a segment
+    /// would be refused by the sink every time it is tried (`TxRefused::TooLong`).
+    pub fn check_frame_capacity(&self, capacity: usize) -> Result<(), ConfigError> {
+        let needed = self.largest_frame();
+        if needed > capacity {
+            return Err(ConfigError::FrameTooSmall {
+                mss: self.mss,
+                needed,
+                capacity,
+            });
+        }
+        Ok(())
+    }
+
     /// Checks the configuration; the engine refuses to start on an error.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.addresses.is_empty() {
@@ -189,6 +238,9 @@ impl EngineConfig {
         let (lo, hi) = self.ephemeral_ports;
         if lo == 0 || lo > hi {
             return Err(ConfigError::BadPortRange);
+        }
+        if !(1..=100).contains(&self.half_open_percent) {
+            return Err(ConfigError::BadHalfOpenShare);
         }
         if self.max_connections.saturating_add(self.max_time_wait) >= 1 << 31 {
             return Err(ConfigError::TooLarge);

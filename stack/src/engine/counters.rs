@@ -2,11 +2,11 @@
 //! a frame or takes a decision worth knowing about bumps exactly one of these.
 
 macro_rules! counters {
-    ($(#[doc = $doc:literal] $name:ident,)*) => {
+    ($($(#[doc = $doc:literal])+ $name:ident,)*) => {
         /// The engine's counters, readable as a plain struct (see [`Counters::iter`] for name/value pairs).
         #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
         pub struct Counters {
-            $(#[doc = $doc] pub $name: u64,)*
+            $($(#[doc = $doc])+ pub $name: u64,)*
         }
 
         impl Counters {
@@ -23,8 +23,11 @@ counters! {
     rx_frames,
     /// Frames written to the transmit sink.
     tx_frames,
-    /// Frames the sink refused (ring full); TCP recovers them by retransmission.
+    /// Frames the sink refused because it was full for now: a connection's segment waits for the next
+    /// `poll_transmit`; a reply not tied to a connection (RST, ARP, TIME-WAIT ACK, cookie SYN-ACK) is dropped.
     tx_sink_full,
+    /// Frames the sink can never take (longer than its frames): dropped; the configuration is wrong.
+    tx_too_long,
     /// Frames too short or malformed at the Ethernet layer.
     drop_ethernet_malformed,
     /// Frames for another MAC address.
@@ -79,7 +82,11 @@ counters! {
     drop_rst_out_of_window,
     /// RSTs ignored in TIME-WAIT (RFC 1337).
     drop_rst_time_wait,
-    /// SYNs dropped because the listener's SYN-RECEIVED queue was full.
+    /// RSTs to a listening port (ignored, RFC 9293 §3.10.7.2).
+    drop_rst_to_listener,
+    /// Segments to a listening port with neither SYN, ACK nor RST (dropped, RFC 9293 §3.10.7.2).
+    drop_listen_no_syn,
+    /// SYNs dropped because the listener's SYN-RECEIVED queue was full (cookies off).
     drop_backlog_full,
     /// SYNs or connects refused because the connection table was full.
     drop_table_full,
@@ -103,8 +110,22 @@ counters! {
     dup_acks,
     /// Challenge ACKs sent (RFC 5961 §3, §4, §5).
     challenge_acks_sent,
-    /// Challenge ACKs suppressed by the rate limit (RFC 5961 §7).
+    /// Challenge ACKs suppressed by the global budget (RFC 5961 §7).
     challenge_acks_limited,
+    /// Challenge ACKs and ACKs for unacceptable segments suppressed by the per-connection limit.
+    oow_acks_limited,
+    /// ACKs for stray segments in TIME-WAIT suppressed by the global budget.
+    time_wait_acks_limited,
+    /// SYN-ACKs sent with a SYN cookie instead of keeping state (RFC 4987 §3.6).
+    syn_cookies_sent,
+    /// ACKs whose SYN cookie checked: a connection was rebuilt from them.
+    syn_cookies_validated,
+    /// ACKs to a listener whose SYN cookie did not check (answered with RST).
+    syn_cookies_rejected,
+    /// SYNs dropped because half-open connections reached their share of the table (cookies off).
+    drop_half_open_limit,
+    /// SYN-ACK retransmission budgets cut to one under half-open pressure.
+    synack_retries_shortened,
     /// Segments carrying data that arrived in order.
     data_in_order,
     /// Segments carrying data beyond a hole, held for reassembly.
@@ -155,6 +176,13 @@ counters! {
     fin_wait2_timeouts,
     /// Half-open connections given up after SYN-ACK retries.
     syn_received_timeouts,
-    /// Events dropped because the event queue was full.
+    /// Events the full event queue could not take at once (they stay owed and are raised once it drains).
     events_dropped,
+    /// Events lost for good: the list of connections owed events was full (cannot happen: it has room for two
+    /// per connection slot).
+    events_lost,
+    /// RSTs not sent because the queue of RSTs for the next `poll_transmit` was full.
+    drop_rst_queue_full,
+    /// ARP requests not sent because the queue of ARP requests for the next `poll_transmit` was full.
+    drop_arp_queue_full,
 }

@@ -4,9 +4,11 @@
 
 use super::event::{CloseReason, EventKind};
 use super::flow::{FlowKey, FlowSlot};
+use super::syn_cookie::{self, SynCookieMode};
 use super::tcb::{Deadline, Flags, State, Tcb, Timestamps};
 use super::{Engine, PendingRst};
-use crate::io::TxSink;
+use super::{HalfOpenLimit, rate_limit};
+use crate::io::{TxRefused, TxSink};
 use crate::time::Instant;
 use crate::wire::ethernet::MacAddr;
 use crate::wire::tcp::TcpRepr;
@@ -51,7 +53,7 @@ impl Engine {
         }
     }
 
-    /// §3.10.7.1 (no connection) and §3.10.7.2 (LISTEN).
+    /// §3.10.7.1 (no connection) and §3.10.7.2 (LISTEN), with SYN cookies (RFC 4987 §3.6, `syn_cookie.rs`).
     fn segment_for_listen<S: TxSink>(
         &mut self,
         now: Instant,
@@ -69,24 +71,45 @@ impl Engine {
         };
         // First, check for a RST: ignore it.
         if seg.flags.rst() {
+            self.counters.drop_rst_to_listener += 1;
             return;
         }
-        // Second, an ACK in LISTEN is bad: <SEQ=SEG.ACK><CTL=RST>.
+        // Second, an ACK in LISTEN is bad: <SEQ=SEG.ACK><CTL=RST>. Unless it returns one of our SYN cookies.
         if seg.flags.ack() {
+            if !seg.flags.syn() && self.checks_cookies(now) {
+                if self.accept_cookie(now, listener, key, src_mac, seg, tx) {
+                    return;
+                }
+                self.counters.syn_cookies_rejected += 1;
+            }
             self.reply_rst(tx, key, src_mac, seg);
             return;
         }
         // Third, a SYN opens a connection in SYN-RECEIVED.
         if !seg.flags.syn() {
+            self.counters.drop_listen_no_syn += 1;
             return;
         }
-        let l = &self.listeners[listener];
-        if l.half_open >= l.backlog {
-            self.counters.drop_backlog_full += 1;
-            return;
+        let mode = self.config.syn_cookies;
+        let full = self.half_open_full(listener);
+        match (mode, full) {
+            (SynCookieMode::Always, _) | (SynCookieMode::Auto, Some(_)) => {
+                self.send_syn_cookie(now, key, src_mac, seg, tx);
+                return;
+            }
+            (SynCookieMode::Never, Some(limit)) => {
+                match limit {
+                    HalfOpenLimit::Backlog => self.counters.drop_backlog_full += 1,
+                    HalfOpenLimit::Share => self.counters.drop_half_open_limit += 1,
+                    HalfOpenLimit::Table => self.counters.drop_table_full += 1,
+                }
+                return;
+            }
+            (_, None) => {}
         }
         let Some(index) = self.open_slot(now, key) else { return };
         self.listeners[listener].half_open += 1;
+        self.half_open += 1;
         self.counters.passive_opens += 1;
         let config = &self.config;
         let tcb = &mut self.conns[index as usize];
@@ -98,6 +121,100 @@ impl Engine {
         tcb.snd_wl2 = tcb.iss;
         // Data or FIN on the SYN is not queued: it is left unacknowledged and the peer sends it again.
         self.mark_dirty(index);
+    }
+
+    /// Which limit, if any, keeps a SYN for `listener` from getting a control block: its backlog, the half-open
+    /// share of the table (`half_open_percent`), or the table itself.
+    fn half_open_full(&self, listener: usize) -> Option<HalfOpenLimit> {
+        let l = &self.listeners[listener];
+        if l.half_open >= l.backlog {
+            Some(HalfOpenLimit::Backlog)
+        } else if self.half_open >= self.half_open_limit {
+            Some(HalfOpenLimit::Share)
+        } else if self.free_conns.is_empty() {
+            Some(HalfOpenLimit::Table)
+        } else {
+            None
+        }
+    }
+
+    /// Whether an ACK to a listener may carry a cookie: always in `always` mode; in `auto` mode only within two
+    /// cookie periods of the last cookie sent (Linux's `tcp_synq_no_recent_overflow`).
+    fn checks_cookies(&self, now: Instant) -> bool {
+        match self.config.syn_cookies {
+            SynCookieMode::Always => true,
+            SynCookieMode::Never => false,
+            SynCookieMode::Auto => self
+                .last_cookie_sent
+                .is_some_and(|sent| now.saturating_since(sent) <= syn_cookie::LIFETIME),
+        }
+    }
+
+    /// The third ACK of a handshake we answered with a cookie: if the cookie checks, the connection is rebuilt
+    /// in SYN-RECEIVED, as if its SYN had been kept, and the ACK goes through the ordinary SYN-RECEIVED path
+    /// (which establishes it and queues `Accepted`), data and FIN included. `false` if the cookie is not ours.
+    fn accept_cookie<S: TxSink>(
+        &mut self,
+        now: Instant,
+        listener: usize,
+        key: FlowKey,
+        src_mac: MacAddr,
+        seg: &TcpRepr,
+        tx: &mut S,
+    ) -> bool {
+        let tuple = syn_cookie::CookieTuple {
+            local: (key.local_addr, key.local_port),
+            remote: (key.remote_addr, key.remote_port),
+        };
+        let Some(mss) = self.cookies.check(now, &tuple, seg.seq, seg.ack) else {
+            return false;
+        };
+        // The options the SYN-ACK agreed to, from the TSval it sent (echoed as TSecr).
+        let (window_scale, sack_permitted) = match seg.timestamps {
+            Some(ts) if self.config.timestamps => match syn_cookie::decode_ts(ts.tsecr) {
+                Some(options) => options,
+                None => return false,
+            },
+            _ => (None, false),
+        };
+        if (window_scale.is_some() && !self.config.window_scaling) || (sack_permitted && !self.config.sack) {
+            return false;
+        }
+        self.counters.syn_cookies_validated += 1;
+        let Some(index) = self.open_slot(now, key) else {
+            return true; // the table is still full: counted; the peer's next segment tries again
+        };
+        self.listeners[listener].half_open += 1;
+        self.half_open += 1;
+        self.counters.passive_opens += 1;
+        let config = &self.config;
+        let tcb = &mut self.conns[index as usize];
+        tcb.transition(State::SynReceived);
+        tcb.flags.insert(Flags::PASSIVE);
+        tcb.listener = Some(listener as u32);
+        tcb.remote_mac = src_mac;
+        // Our SYN-ACK is out: ISS is the cookie, SND.NXT just past it.
+        let iss = seg.ack - 1;
+        tcb.iss = iss;
+        tcb.snd_una = iss;
+        tcb.snd_nxt = seg.ack;
+        tcb.snd_max = seg.ack;
+        tcb.snd_wl2 = iss;
+        let syn = PeerSyn {
+            seq: seg.seq - 1,
+            window: seg.window,
+            mss: Some(mss),
+            window_scale,
+            sack_permitted,
+            tsval: if config.timestamps {
+                seg.timestamps.map(|ts| ts.tsval)
+            } else {
+                None
+            },
+        };
+        syn.synchronize(tcb, config);
+        self.segment_for_conn(now, index, seg, tx);
+        true
     }
 
     /// Segments for a connection control block.
@@ -129,7 +246,10 @@ impl Engine {
                     seq: tcb.snd_nxt,
                     ack: Some(tcb.rcv_nxt),
                 };
-                self.send_rst(tx, rst);
+                // A full sink now: the RST goes with the next `poll_transmit` instead.
+                if self.send_rst(tx, rst) == Err(TxRefused::Full) {
+                    self.queue_rst(rst);
+                }
                 self.finish_conn(index, reason);
                 return;
             }
@@ -186,7 +306,9 @@ impl Engine {
             tcb.flags.insert(Flags::ACK_NOW);
             start_keepalive(tcb, now, config);
             self.counters.established += 1;
-            self.push_event(index, EventKind::Connected);
+            if !self.push_event(index, EventKind::Connected) {
+                self.owe_event(index, Flags::OWED_CONNECTED);
+            }
             // Data or FIN on the SYN-ACK: continue at the sixth step (§3.10.7.3).
             if !seg.payload.is_empty() || seg.flags.fin() {
                 let data = self.process_data(now, index, seg);
@@ -252,7 +374,7 @@ impl Engine {
         if let (Some(ts), Some(seg_ts)) = (tcb.ts, seg.timestamps) {
             if !seg.flags.rst() && (seg_ts.tsval.wrapping_sub(ts.recent) as i32) < 0 {
                 self.counters.drop_paws += 1;
-                tcb.flags.insert(Flags::ACK_NOW);
+                self.ack_unacceptable(now, index, seg);
                 return Step::Done;
             }
         }
@@ -269,17 +391,15 @@ impl Engine {
         if !acceptable {
             if seg.flags.rst() {
                 self.counters.drop_rst_out_of_window += 1;
+            } else if seg.flags.syn() {
+                // RFC 5961 §4.2: a SYN, whatever its sequence number, gets a challenge ACK.
+                self.counters.drop_out_of_window += 1;
+                self.challenge_ack(now, index);
             } else {
                 self.counters.drop_out_of_window += 1;
-                tcb.flags.insert(Flags::ACK_NOW);
+                self.ack_unacceptable(now, index, seg);
             }
             return Step::Done;
-        }
-        // RFC 7323 §4.3: remember the TSval of a segment that covers the left edge of the window.
-        if let (Some(ts), Some(seg_ts)) = (tcb.ts.as_mut(), seg.timestamps) {
-            if seg.seq.diff(tcb.rcv_nxt) <= 0 {
-                ts.recent = seg_ts.tsval;
-            }
         }
         // Activity: push keep-alive out.
         if tcb.keepalive_at.is_some() {
@@ -321,19 +441,34 @@ impl Engine {
         Step::Done
     }
 
-    /// An ACK that asks the peer to resynchronize, under the global rate limit of RFC 5961 §7.
+    /// An ACK that asks the peer to resynchronize (RFC 5961 §3-5), under the per-connection limit and the
+    /// global budget of §7 (`rate_limit.rs`).
     fn challenge_ack(&mut self, now: Instant, index: u32) {
-        let second = now.as_micros() / 1_000_000;
-        if second != self.challenge.second {
-            self.challenge = super::ChallengeLimiter { second, sent: 0 };
+        let tcb = &mut self.conns[index as usize];
+        if !rate_limit::per_connection_allows(&mut tcb.last_oow_ack, now, self.config.oow_ack_interval) {
+            self.counters.oow_acks_limited += 1;
+            return;
         }
-        if self.challenge.sent < self.config.challenge_ack_limit {
-            self.challenge.sent += 1;
+        if self.challenge.take(now, self.config.challenge_ack_limit) {
             self.counters.challenge_acks_sent += 1;
-            self.conns[index as usize].flags.insert(Flags::ACK_NOW);
+            tcb.flags.insert(Flags::ACK_NOW);
         } else {
             self.counters.challenge_acks_limited += 1;
         }
+    }
+
+    /// The ACK owed for an unacceptable segment (RFC 9293 §3.10.7.4 first step, RFC 7323 PAWS), under the
+    /// per-connection limit: a blind attacker sends those by the million. Only data wholly below RCV.NXT is
+    /// answered every time: that is a peer resending because our ACK was lost, and it needs each one.
+    fn ack_unacceptable(&mut self, now: Instant, index: u32, seg: &TcpRepr) {
+        let tcb = &mut self.conns[index as usize];
+        let old_data = !seg.payload.is_empty() && (seg.seq + seg.segment_len()).diff(tcb.rcv_nxt) <= 0;
+        let limited = !old_data;
+        if limited && !rate_limit::per_connection_allows(&mut tcb.last_oow_ack, now, self.config.oow_ack_interval) {
+            self.counters.oow_acks_limited += 1;
+            return;
+        }
+        tcb.flags.insert(Flags::ACK_NOW);
     }
 
     /// Fifth: the ACK field.
@@ -342,12 +477,19 @@ impl Engine {
             self.counters.drop_no_ack += 1;
             return Step::Done;
         }
+        let event_room = self.event_room();
         let config = &self.config;
         let tcb = &mut self.conns[index as usize];
         if tcb.state == State::SynReceived {
             // SND.UNA < SEG.ACK =< SND.NXT: the handshake completes.
             if !(seg.ack.diff(tcb.snd_una) > 0 && seg.ack.diff(tcb.snd_max) <= 0) {
                 return Step::ResetReply;
+            }
+            // No room to tell the application: stay half-open and drop the ACK (as Linux does with a full accept
+            // queue); the peer's next segment, or its answer to our SYN-ACK's retransmission, completes it later.
+            if !event_room {
+                self.counters.events_dropped += 1;
+                return Step::Done;
             }
             tcb.transition(State::Established);
             tcb.snd_wnd = u32::from(seg.window) << tcb.snd_shift;
@@ -358,18 +500,17 @@ impl Engine {
             start_keepalive(tcb, now, config);
             let kind = match tcb.listener.take() {
                 Some(l) => {
-                    let listener = &mut self.listeners[l as usize];
-                    listener.half_open = listener.half_open.saturating_sub(1);
+                    self.release_half_open(l);
                     EventKind::Accepted {
                         listener: super::ListenerHandle {
                             index: l,
-                            port: listener.port,
+                            port: self.listeners[l as usize].port,
                         },
                     }
                 }
                 None => EventKind::Connected,
             };
-            self.push_event(index, kind);
+            let _ = self.push_event(index, kind);
         }
         let tcb = &mut self.conns[index as usize];
         // RFC 5961 §5.2: acceptable ACKs lie in [SND.UNA - MAX.SND.WND, SND.NXT].
@@ -381,6 +522,14 @@ impl Engine {
         if seg.ack.diff(tcb.snd_una - tcb.max_snd_wnd) < 0 {
             self.challenge_ack(now, index);
             return Step::Done;
+        }
+        // RFC 7323 §4.3: remember the TSval of a segment that covers the left edge of the window, once its ACK
+        // is known to be acceptable (as Linux does): one blind segment that guessed RCV.NXT but not the ACK must
+        // not move TS.Recent, or PAWS would then drop the peer's real segments.
+        if let (Some(ts), Some(seg_ts)) = (tcb.ts.as_mut(), seg.timestamps) {
+            if seg.seq.diff(tcb.rcv_nxt) <= 0 {
+                ts.recent = seg_ts.tsval;
+            }
         }
         let acked = seg.ack.diff(tcb.snd_una);
         if acked > 0 {
@@ -472,8 +621,12 @@ impl Engine {
             Deadline::after(now, tcb.rtt.rto(rto_bounds))
         };
         if tcb.flags.contains(Flags::WANT_WRITABLE) && tcb.tx.free() > 0 && tcb.state.can_send() {
-            tcb.flags.remove(Flags::WANT_WRITABLE);
-            self.push_event(index, EventKind::Writable);
+            // Still owed if the queue is full: the next ACK that frees space tries again.
+            if self.push_event(index, EventKind::Writable) {
+                self.conns[index as usize].flags.remove(Flags::WANT_WRITABLE);
+            } else {
+                self.owe_event(index, Flags::default());
+            }
         }
     }
 
@@ -571,14 +724,20 @@ impl Engine {
                 }
                 _ => tcb.flags.insert(Flags::ACK_NOW),
             }
+            // Marked sent only once queued: a dropped one is owed, and the next data segment raises it.
             if !tcb.flags.contains(Flags::READABLE_SENT) {
-                tcb.flags.insert(Flags::READABLE_SENT);
-                self.push_event(index, EventKind::Readable);
+                if self.push_event(index, EventKind::Readable) {
+                    self.conns[index as usize].flags.insert(Flags::READABLE_SENT);
+                } else {
+                    self.owe_event(index, Flags::default());
+                }
             }
         } else {
             // Out of order: place it beyond the hole and remember the range (RFC 9293 SHLD-31).
             let n = tcb.rx.write_at(&mut self.pool, offset, data);
-            if n == 0 || tcb.ooo.add(offset as u32, n as u32).is_err() {
+            if n == 0 && self.pool.available() == 0 && !tcb.rx.has_chunk() {
+                self.counters.drop_no_buffer += 1;
+            } else if n == 0 || tcb.ooo.add(offset as u32, n as u32).is_err() {
                 self.counters.drop_reassembly_full += 1;
             } else {
                 self.counters.data_out_of_order += 1;
@@ -649,7 +808,9 @@ impl Engine {
             }
             _ => Step::Continue,
         };
-        self.push_event(index, EventKind::PeerClosed);
+        if !self.push_event(index, EventKind::PeerClosed) {
+            self.owe_event(index, Flags::OWED_PEER_CLOSED);
+        }
         step
     }
 
@@ -706,53 +867,87 @@ impl Engine {
             self.counters.time_wait_reacks += 1;
             self.restart_time_wait(tw);
         }
-        if fin_again || seg.segment_len() > 0 {
+        if fin_again {
             self.send_time_wait_ack(now, &record, tx);
+        } else if seg.segment_len() > 0 {
+            // Anything else that occupies sequence space gets our ACK too, within the global budget: a record
+            // has no room for a per-connection limit, and a blind flood must not turn into an ACK flood.
+            if self.challenge.take(now, self.config.challenge_ack_limit) {
+                self.send_time_wait_ack(now, &record, tx);
+            } else {
+                self.counters.time_wait_acks_limited += 1;
+            }
         }
     }
 }
 
-/// The peer's SYN synchronizes us (RFC 9293 §3.10.7.2-3): IRS and RCV.NXT from its sequence number,
-/// SND.WND <- SEG.WND (never scaled in a SYN, RFC 7323 §2.2), SND.WL1 <- SEG.SEQ, and the options.
+/// The peer's SYN synchronizes us (RFC 9293 §3.10.7.2-3).
 #[inline]
 fn take_peer_syn(tcb: &mut Tcb, seg: &TcpRepr, config: &super::EngineConfig) {
-    tcb.irs = seg.seq;
-    tcb.rcv_nxt = seg.seq + 1;
-    tcb.rcv_adv = tcb.rcv_nxt;
-    negotiate_options(tcb, seg, config);
-    tcb.snd_wnd = u32::from(seg.window);
-    tcb.max_snd_wnd = tcb.snd_wnd;
-    tcb.snd_wl1 = seg.seq;
+    PeerSyn {
+        seq: seg.seq,
+        window: seg.window,
+        mss: seg.mss,
+        window_scale: seg.window_scale,
+        sack_permitted: seg.sack_permitted,
+        tsval: seg.timestamps.map(|ts| ts.tsval),
+    }
+    .synchronize(tcb, config);
 }
 
-/// RFC 9293 §3.7.1 (MSS, MUST-14/15/16), RFC 7323 (window scale, timestamps), RFC 2018 (SACK-permitted): what
-/// both sides offered in their SYNs is what the connection uses.
-fn negotiate_options(tcb: &mut Tcb, seg: &TcpRepr, config: &super::EngineConfig) {
-    let peer_mss = seg.mss.unwrap_or(536).max(64);
-    let mut mss = peer_mss.min(config.mss);
-    match (config.window_scaling, seg.window_scale) {
-        (true, Some(shift)) => tcb.snd_shift = shift.min(14),
-        _ => {
-            tcb.snd_shift = 0;
-            tcb.rcv_shift = 0;
-            tcb.wscale_ok = false;
-        }
+/// What a connection learns from the peer's SYN: from the SYN itself, or rebuilt from a SYN cookie.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct PeerSyn {
+    seq: crate::wire::SeqNum,
+    window: u16,
+    mss: Option<u16>,
+    window_scale: Option<u8>,
+    sack_permitted: bool,
+    tsval: Option<u32>,
+}
+
+impl PeerSyn {
+    /// IRS and RCV.NXT from its sequence number, SND.WND <- SEG.WND (never scaled in a SYN, RFC 7323 §2.2),
+    /// SND.WL1 <- SEG.SEQ, and the options.
+    fn synchronize(&self, tcb: &mut Tcb, config: &super::EngineConfig) {
+        tcb.irs = self.seq;
+        tcb.rcv_nxt = self.seq + 1;
+        tcb.rcv_adv = tcb.rcv_nxt;
+        self.negotiate(tcb, config);
+        tcb.snd_wnd = u32::from(self.window);
+        tcb.max_snd_wnd = tcb.snd_wnd;
+        tcb.snd_wl1 = self.seq;
     }
-    match (tcb.ts, seg.timestamps) {
-        (Some(ts), Some(seg_ts)) if config.timestamps => {
-            tcb.ts = Some(Timestamps {
-                recent: seg_ts.tsval,
-                offset: ts.offset,
-            });
-            mss -= 12; // every segment carries the 12-byte timestamp option
+
+    /// RFC 9293 §3.7.1 (MSS, MUST-14/15/16), RFC 7323 (window scale, timestamps), RFC 2018 (SACK-permitted):
+    /// what both sides offered in their SYNs is what the connection uses.
+    fn negotiate(&self, tcb: &mut Tcb, config: &super::EngineConfig) {
+        let peer_mss = self.mss.unwrap_or(536).max(64);
+        let mut mss = peer_mss.min(config.mss);
+        match (config.window_scaling, self.window_scale) {
+            (true, Some(shift)) => tcb.snd_shift = shift.min(14),
+            _ => {
+                tcb.snd_shift = 0;
+                tcb.rcv_shift = 0;
+                tcb.wscale_ok = false;
+            }
         }
-        _ => tcb.ts = None,
+        match (tcb.ts, self.tsval) {
+            (Some(ts), Some(tsval)) if config.timestamps => {
+                tcb.ts = Some(Timestamps {
+                    recent: tsval,
+                    offset: ts.offset,
+                });
+                mss -= 12; // every segment carries the 12-byte timestamp option
+            }
+            _ => tcb.ts = None,
+        }
+        tcb.mss = mss;
+        tcb.sack_ok = config.sack && self.sack_permitted;
+        // RFC 6928 initial window: min(10*MSS, max(2*MSS, 14600)).
+        let mss = u32::from(mss);
+        tcb.cc.cwnd = (10 * mss).min((2 * mss).max(14600));
     }
-    tcb.mss = mss;
-    tcb.sack_ok = config.sack && seg.sack_permitted;
-    // RFC 6928 initial window: min(10*MSS, max(2*MSS, 14600)).
-    let mss = u32::from(mss);
-    tcb.cc.cwnd = (10 * mss).min((2 * mss).max(14600));
 }
 
 /// An RTT sample for an ACK that advances SND.UNA: from the echoed timestamp (RFC 7323 §4.1), else from the

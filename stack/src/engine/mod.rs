@@ -20,7 +20,9 @@ pub mod flow;
 mod input;
 mod net;
 mod output;
+mod rate_limit;
 mod rtt;
+mod syn_cookie;
 mod tcb;
 mod time_wait;
 
@@ -32,11 +34,12 @@ pub use config::{ConfigError, EngineConfig, KeepaliveConfig};
 pub use counters::Counters;
 pub use event::{CloseReason, ConnHandle, Error, Event, EventKind, ListenerHandle};
 pub use flow::FlowKey;
+pub use syn_cookie::{MSS_TABLE as SYN_COOKIE_MSS_TABLE, SynCookieMode};
 pub use tcb::State;
 
 use crate::assembler::Assembler;
 use crate::buffer::{BufferPool, RingBuffer};
-use crate::io::TxSink;
+use crate::io::{TxRefused, TxSink};
 use crate::isn::{FlowHasher, IsnGenerator, Secret};
 use crate::time::Instant;
 use crate::timer::{TimerId, TimerWheel};
@@ -62,6 +65,9 @@ mod alloc_free {
         pub(crate) fn pop(&mut self) -> Option<u32> {
             self.free.pop()
         }
+        pub(crate) fn is_empty(&self) -> bool {
+            self.free.is_empty()
+        }
         pub(crate) fn push(&mut self, index: u32) {
             debug_assert!(self.free.len() < self.free.capacity());
             self.free.push(index);
@@ -79,6 +85,17 @@ struct Listener {
     active: bool,
 }
 
+/// The limit that keeps a SYN from getting a control block (see `segment_for_listen`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum HalfOpenLimit {
+    /// The listener's backlog.
+    Backlog,
+    /// The half-open share of the connection table (`half_open_percent`).
+    Share,
+    /// The connection table.
+    Table,
+}
+
 /// A RST to send that is not tied to a live control block.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct PendingRst {
@@ -86,13 +103,6 @@ pub(crate) struct PendingRst {
     remote_mac: MacAddr,
     seq: SeqNum,
     ack: Option<SeqNum>,
-}
-
-/// RFC 5961 §7: a global budget of challenge ACKs per second.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct ChallengeLimiter {
-    second: u64,
-    sent: u32,
 }
 
 /// The TCP/IPv4 engine of one core. See the module documentation for the poll loop.
@@ -108,6 +118,10 @@ pub struct Engine {
     isn: IsnGenerator,
     events: VecDeque<Event>,
     event_capacity: usize,
+    /// Connections (index, generation) owed an event the full queue refused; raised when it drains.
+    owed: Vec<(u32, u32)>,
+    /// `Closed` events owed for handles the application already released (their slots are free again).
+    owed_closed: Vec<Event>,
     dirty: Vec<u32>,
     pending_rsts: Vec<PendingRst>,
     /// ARP requests to send with the next `poll_transmit`: (our address, the neighbour's).
@@ -115,7 +129,17 @@ pub struct Engine {
     expired: Vec<TimerId>,
     neighbors: net::NeighborCache,
     counters: Counters,
-    challenge: ChallengeLimiter,
+    /// RFC 5961 §7's global budget (see `rate_limit.rs`).
+    challenge: rate_limit::ChallengeBudget,
+    /// SYN cookies (see `syn_cookie.rs`).
+    cookies: syn_cookie::SynCookies,
+    /// When the last cookie went out: in `auto` mode ACKs are checked for cookies only for two counter periods
+    /// after it (as Linux does), so that outside a flood no ACK can open a connection without a SYN.
+    last_cookie_sent: Option<Instant>,
+    /// Passive connections in SYN-RECEIVED, all listeners together, and the most allowed
+    /// (`half_open_percent` of `max_connections`).
+    half_open: u32,
+    half_open_limit: u32,
     /// Ephemeral-port cursor per local address (same order as `config.addresses`), so each source address
     /// walks the whole range on its own.
     next_port: Vec<u16>,
@@ -214,16 +238,23 @@ impl Engine {
             time_wait: TimeWaitTable::new(config.max_time_wait),
             listeners: Vec::with_capacity(config.max_listeners),
             wheel: TimerWheel::new(max_conns, config.timer, now),
-            isn: IsnGenerator::new(isn_secret),
+            isn: IsnGenerator::new(isn_secret.clone()),
             events: VecDeque::with_capacity(event_capacity),
             event_capacity,
+            owed: Vec::with_capacity(max_conns.saturating_mul(2)),
+            owed_closed: Vec::with_capacity(max_conns.saturating_mul(2)),
             dirty: Vec::with_capacity(max_conns),
             pending_rsts: Vec::with_capacity(max_conns.min(65536)),
             pending_arps: Vec::with_capacity(max_conns.min(4096)),
             expired: Vec::with_capacity(max_conns),
             neighbors: net::NeighborCache::new(1024, FlowHasher::new(hash_secret)),
             counters: Counters::default(),
-            challenge: ChallengeLimiter { second: 0, sent: 0 },
+            challenge: rate_limit::ChallengeBudget::new(&isn_secret),
+            cookies: syn_cookie::SynCookies::new(&isn_secret),
+            last_cookie_sent: None,
+            half_open: 0,
+            half_open_limit: ((max_conns as u64 * u64::from(config.half_open_percent)) / 100)
+                .clamp(1, u64::from(u32::MAX)) as u32,
             next_port: vec![config.ephemeral_ports.0; config.addresses.len()],
             ip_ident: 0,
             clock: now,
@@ -285,6 +316,9 @@ impl Engine {
 
     /// The next application event.
     pub fn poll_event(&mut self) -> Option<Event> {
+        if self.events.is_empty() && !(self.owed.is_empty() && self.owed_closed.is_empty()) {
+            self.raise_owed();
+        }
         let event = self.events.pop_front();
         if event.is_none() {
             // Drained: start the ring over at its first slot, so the queue lives in the same few cache lines
@@ -295,17 +329,135 @@ impl Engine {
         event
     }
 
-    /// Queues an event for connection `index` (its current generation); a full queue drops it, counted.
-    fn push_event(&mut self, index: u32, kind: EventKind) {
+    /// Queues an event for connection `index` (its current generation); a full queue drops it, counted, and
+    /// says so, so that a caller whose event would otherwise never come again can keep it owed.
+    fn push_event(&mut self, index: u32, kind: EventKind) -> bool {
         if self.events.len() >= self.event_capacity {
             self.counters.events_dropped += 1;
-            return;
+            return false;
         }
         let generation = self.conns[index as usize].generation;
         self.events.push_back(Event {
             conn: ConnHandle { index, generation },
             kind,
         });
+        true
+    }
+
+    /// Remembers that connection `index` is owed `owed` (one of the `OWED_*` flags, or none for a `Readable` or
+    /// `Writable` that its state shows), so that no event is lost to a full queue for good.
+    fn owe_event(&mut self, index: u32, owed: Flags) {
+        let tcb = &mut self.conns[index as usize];
+        tcb.flags.insert(owed);
+        if tcb.flags.contains(Flags::EVENT_OWED) {
+            return;
+        }
+        if self.owed.len() < self.owed.capacity() {
+            tcb.flags.insert(Flags::EVENT_OWED);
+            self.owed.push((index, tcb.generation));
+        } else {
+            self.counters.events_lost += 1;
+        }
+    }
+
+    /// A `Closed` event the full queue refused: owed on the connection, or, if the application has released the
+    /// handle (its slot is freed now), kept as a whole event.
+    fn owe_closed(&mut self, index: u32, reason: CloseReason, released: bool) {
+        if !released {
+            self.conns[index as usize].owed_close = reason;
+            self.owe_event(index, Flags::OWED_CLOSED);
+            return;
+        }
+        let event = Event {
+            conn: ConnHandle {
+                index,
+                generation: self.conns[index as usize].generation,
+            },
+            kind: EventKind::Closed { reason },
+        };
+        if self.owed_closed.len() < self.owed_closed.capacity() {
+            self.owed_closed.push(event);
+        } else {
+            self.counters.events_lost += 1;
+        }
+    }
+
+    /// Queues the events owed (see [`Engine::owe_event`]) while there is room; the rest stay owed.
+    fn raise_owed(&mut self) {
+        let room = self
+            .event_capacity
+            .saturating_sub(self.events.len())
+            .min(self.owed_closed.len());
+        self.events.extend(self.owed_closed.drain(..room));
+        let mut owed = core::mem::take(&mut self.owed);
+        let mut kept = 0;
+        for k in 0..owed.len() {
+            let (index, generation) = owed[k];
+            let tcb = &self.conns[index as usize];
+            if tcb.generation != generation || !tcb.flags.contains(Flags::EVENT_OWED) {
+                continue; // freed, or its handle released: nobody to tell
+            }
+            if tcb.flags.contains(Flags::APP_CLOSED) || !self.event_room() {
+                if !tcb.flags.contains(Flags::APP_CLOSED) {
+                    owed[kept] = owed[k];
+                    kept += 1;
+                }
+                continue;
+            }
+            self.conns[index as usize].flags.remove(Flags::EVENT_OWED);
+            let mut still = false;
+            let flags = self.conns[index as usize].flags;
+            if flags.contains(Flags::OWED_CONNECTED) {
+                if self.push_event(index, EventKind::Connected) {
+                    self.conns[index as usize].flags.remove(Flags::OWED_CONNECTED);
+                } else {
+                    still = true;
+                }
+            }
+            let tcb = &self.conns[index as usize];
+            if !tcb.rx.is_empty() && !tcb.flags.contains(Flags::READABLE_SENT) {
+                if self.push_event(index, EventKind::Readable) {
+                    self.conns[index as usize].flags.insert(Flags::READABLE_SENT);
+                } else {
+                    still = true;
+                }
+            }
+            let tcb = &self.conns[index as usize];
+            if tcb.flags.contains(Flags::WANT_WRITABLE) && tcb.tx.free() > 0 && tcb.state.can_send() {
+                if self.push_event(index, EventKind::Writable) {
+                    self.conns[index as usize].flags.remove(Flags::WANT_WRITABLE);
+                } else {
+                    still = true;
+                }
+            }
+            if self.conns[index as usize].flags.contains(Flags::OWED_PEER_CLOSED) {
+                if self.push_event(index, EventKind::PeerClosed) {
+                    self.conns[index as usize].flags.remove(Flags::OWED_PEER_CLOSED);
+                } else {
+                    still = true;
+                }
+            }
+            if self.conns[index as usize].flags.contains(Flags::OWED_CLOSED) {
+                let reason = self.conns[index as usize].owed_close;
+                if self.push_event(index, EventKind::Closed { reason }) {
+                    self.conns[index as usize].flags.remove(Flags::OWED_CLOSED);
+                } else {
+                    still = true;
+                }
+            }
+            if still {
+                self.conns[index as usize].flags.insert(Flags::EVENT_OWED);
+                owed[kept] = owed[k];
+                kept += 1;
+            }
+        }
+        owed.truncate(kept);
+        self.owed = owed;
+    }
+
+    /// Whether the event queue has room for one more.
+    fn event_room(&self) -> bool {
+        self.events.len() < self.event_capacity
     }
 
     // ----- application calls -------------------------------------------------------------------------------
@@ -390,9 +542,7 @@ impl Engine {
                 tcb.flags.insert(Flags::AWAIT_ARP);
                 self.arp_waiting += 1;
                 tcb.arp_at = Deadline::at(now + self.config.arp_retry_interval);
-                if self.pending_arps.len() < self.pending_arps.capacity() {
-                    self.pending_arps.push((local_addr, remote_addr));
-                }
+                self.queue_arp(local_addr, remote_addr);
             }
         }
         self.counters.active_opens += 1;
@@ -631,10 +781,9 @@ impl Engine {
             self.clear_await_arp(index);
             let tcb = &mut self.conns[index as usize];
             if let Some(l) = tcb.listener.take() {
-                if let Some(listener) = self.listeners.get_mut(l as usize) {
-                    listener.half_open = listener.half_open.saturating_sub(1);
-                }
+                self.release_half_open(l);
             }
+            let tcb = &mut self.conns[index as usize];
             self.flows.remove_if(&tcb.key, FlowSlot::Conn(index));
             tcb.clear_timers();
             self.wheel.cancel(TimerId(index));
@@ -647,6 +796,15 @@ impl Engine {
         tcb.generation = tcb.generation.wrapping_add(1);
         tcb.flags = Flags::default();
         self.free_conns.push(index);
+    }
+
+    /// A passive connection leaves SYN-RECEIVED (established, or gone): its listener's backlog share and the
+    /// engine's half-open count go down.
+    fn release_half_open(&mut self, listener: u32) {
+        if let Some(l) = self.listeners.get_mut(listener as usize) {
+            l.half_open = l.half_open.saturating_sub(1);
+        }
+        self.half_open = self.half_open.saturating_sub(1);
     }
 
     /// Ends the protocol side of a connection with `reason`, telling the application; the slot is freed now if
@@ -671,15 +829,13 @@ impl Engine {
         tcb.state = State::Closed;
         tcb.clear_timers();
         if let Some(l) = tcb.listener.take() {
-            if let Some(listener) = self.listeners.get_mut(l as usize) {
-                listener.half_open = listener.half_open.saturating_sub(1);
-            }
+            self.release_half_open(l);
         }
-        let app_closed = tcb.flags.contains(Flags::APP_CLOSED);
+        let app_closed = self.conns[index as usize].flags.contains(Flags::APP_CLOSED);
         self.wheel.cancel(TimerId(index));
         // A passive connection the application never saw goes back to LISTEN silently (RFC 9293 §3.10.7.4).
-        if !was_passive_half_open {
-            self.push_event(index, EventKind::Closed { reason });
+        if !was_passive_half_open && !self.push_event(index, EventKind::Closed { reason }) {
+            self.owe_closed(index, reason, app_closed);
         }
         if app_closed || was_passive_half_open {
             self.free_conn(index);
@@ -700,11 +856,27 @@ impl Engine {
                 seq: tcb.snd_nxt,
                 ack: Some(tcb.rcv_nxt),
             };
-            if self.pending_rsts.len() < self.pending_rsts.capacity() {
-                self.pending_rsts.push(rst);
-            }
+            self.queue_rst(rst);
         }
         self.finish_conn(index, reason);
+    }
+
+    /// Queues a RST for the next `poll_transmit` (the queue never grows: a full one drops, counted).
+    fn queue_rst(&mut self, rst: PendingRst) {
+        if self.pending_rsts.len() < self.pending_rsts.capacity() {
+            self.pending_rsts.push(rst);
+        } else {
+            self.counters.drop_rst_queue_full += 1;
+        }
+    }
+
+    /// Queues an ARP request for the next `poll_transmit` (the queue never grows: a full one drops, counted).
+    fn queue_arp(&mut self, local: Ipv4Addr, remote: Ipv4Addr) {
+        if self.pending_arps.len() < self.pending_arps.capacity() {
+            self.pending_arps.push((local, remote));
+        } else {
+            self.counters.drop_arp_queue_full += 1;
+        }
     }
 
     /// Moves a connection whose FINs are both acknowledged into a compact TIME-WAIT record (RFC 9293 §3.10.7.4,
@@ -909,33 +1081,55 @@ impl Engine {
     }
 
     /// Sends everything due: for each connection touched since the last call, its ACKs, data, FIN or SYN; then
-    /// RSTs for aborted connections.
+    /// RSTs for aborted connections and ARP requests.
+    ///
+    /// When the sink is full (`TxRefused::Full`) the pass stops there: the connection it was on and all that
+    /// come after it stay queued, in order, for the next call, and nothing refused is lost or spun on.
     pub fn poll_transmit<S: TxSink>(&mut self, now: Instant, tx: &mut S) {
         self.clock = self.clock.max(now);
-        let mut i = 0;
-        while i < self.dirty.len() {
-            let index = self.dirty[i];
-            i += 1;
+        let mut done = 0;
+        let mut full = false;
+        while done < self.dirty.len() {
+            let index = self.dirty[done];
             self.conns[index as usize].flags.remove(Flags::DIRTY);
             if self.conns[index as usize].state == State::Listen {
+                done += 1;
                 continue; // freed since it was marked
             }
-            self.transmit_conn(now, index, tx);
+            let sent = self.transmit_conn(now, index, tx);
             if self.conns[index as usize].state != State::Listen {
                 self.rearm(now, index);
             }
+            if sent.is_err() {
+                self.conns[index as usize].flags.insert(Flags::DIRTY);
+                full = true;
+                break;
+            }
+            done += 1;
         }
-        self.dirty.clear();
-        for k in 0..self.pending_rsts.len() {
-            let rst = self.pending_rsts[k];
-            self.send_rst(tx, rst);
+        self.dirty.drain(..done);
+        if full {
+            return;
         }
-        self.pending_rsts.clear();
-        for k in 0..self.pending_arps.len() {
-            let (local, remote) = self.pending_arps[k];
-            self.request_neighbor(now, local, remote, tx);
+        let mut sent = 0;
+        while let Some(&rst) = self.pending_rsts.get(sent) {
+            if self.send_rst(tx, rst) == Err(TxRefused::Full) {
+                break;
+            }
+            sent += 1;
         }
-        self.pending_arps.clear();
+        self.pending_rsts.drain(..sent);
+        if !self.pending_rsts.is_empty() {
+            return;
+        }
+        let mut sent = 0;
+        while let Some(&(local, remote)) = self.pending_arps.get(sent) {
+            if self.request_neighbor(now, local, remote, tx) == Err(TxRefused::Full) {
+                break;
+            }
+            sent += 1;
+        }
+        self.pending_arps.drain(..sent);
     }
 }
 
@@ -987,6 +1181,8 @@ impl Tcb {
                 recover: None,
             },
             unacked_segments: 0,
+            last_oow_ack: 0,
+            owed_close: CloseReason::Normal,
             rto_at: Deadline::NONE,
             delack_at: Deadline::NONE,
             persist_at: Deadline::NONE,
@@ -1041,6 +1237,7 @@ impl Tcb {
             recover: None,
         };
         self.unacked_segments = 0;
+        self.last_oow_ack = 0;
         self.clear_timers();
     }
 

@@ -7,7 +7,7 @@ use hashbrown::HashTable;
 
 use super::tcb::Deadline;
 use super::{Engine, Flags, FlowKey, PendingRst};
-use crate::io::TxSink;
+use crate::io::{TxRefused, TxSink};
 use crate::isn::FlowHasher;
 use crate::time::Instant;
 use crate::wire::arp::{self, ArpOperation, ArpRepr};
@@ -203,13 +203,14 @@ impl Engine {
         }
         if repr.operation == ArpOperation::Request && self.is_ours(repr.target_ip) {
             if let Some(reply) = repr.reply_to(self.config.mac) {
-                self.send_arp(tx, reply, repr.source_mac);
-                self.counters.arp_replies_sent += 1;
+                if self.send_arp(tx, reply, repr.source_mac).is_ok() {
+                    self.counters.arp_replies_sent += 1;
+                }
             }
         }
     }
 
-    fn send_arp<S: TxSink>(&mut self, tx: &mut S, repr: ArpRepr, dst_mac: MacAddr) {
+    fn send_arp<S: TxSink>(&mut self, tx: &mut S, repr: ArpRepr, dst_mac: MacAddr) -> Result<(), TxRefused> {
         let eth = EthernetRepr {
             src_addr: self.config.mac,
             dst_addr: dst_mac,
@@ -222,14 +223,25 @@ impl Engine {
             let _ = repr.emit(&mut arp::Packet::new_unchecked(&mut buf[EthernetRepr::HEADER_LEN..]));
         });
         self.count_tx(sent);
+        sent
     }
 
     /// Sends an ARP request for `addr` unless one went out recently.
-    pub(crate) fn request_neighbor<S: TxSink>(&mut self, now: Instant, local: Ipv4Addr, addr: Ipv4Addr, tx: &mut S) {
+    pub(crate) fn request_neighbor<S: TxSink>(
+        &mut self,
+        now: Instant,
+        local: Ipv4Addr,
+        addr: Ipv4Addr,
+        tx: &mut S,
+    ) -> Result<(), TxRefused> {
         if self.neighbors.should_ask(addr, now, self.config.arp_retry_interval) {
-            self.send_arp(tx, ArpRepr::request(self.config.mac, local, addr), MacAddr::BROADCAST);
-            self.counters.arp_requests_sent += 1;
+            let sent = self.send_arp(tx, ArpRepr::request(self.config.mac, local, addr), MacAddr::BROADCAST);
+            if sent.is_ok() {
+                self.counters.arp_requests_sent += 1;
+            }
+            return sent;
         }
+        Ok(())
     }
 
     /// Connections waiting for this neighbour may now send their SYN.
@@ -249,12 +261,14 @@ impl Engine {
         }
     }
 
-    pub(crate) fn count_tx(&mut self, sent: bool) {
-        if sent {
-            self.counters.tx_frames += 1;
-        } else {
-            self.counters.tx_sink_full += 1;
+    /// Counts what the sink did with a frame; `true` if it was sent.
+    pub(crate) fn count_tx(&mut self, sent: Result<(), TxRefused>) -> bool {
+        match sent {
+            Ok(()) => self.counters.tx_frames += 1,
+            Err(TxRefused::Full) => self.counters.tx_sink_full += 1,
+            Err(TxRefused::TooLong) => self.counters.tx_too_long += 1,
         }
+        sent.is_ok()
     }
 
     fn handle_ipv4<S: TxSink>(&mut self, now: Instant, src_mac: MacAddr, payload: &[u8], tx: &mut S) {
@@ -320,8 +334,7 @@ impl Engine {
             emit_l2_l3(buf, our_mac, src_mac, src, dst, IpProtocol::Icmp, icmp_len, ident_ip);
             let _ = reply.emit(&mut icmpv4::Packet::new_unchecked(&mut buf[L2_L3_LEN..]));
         });
-        self.count_tx(sent);
-        if sent {
+        if self.count_tx(sent) {
             self.counters.icmp_echo_replies += 1;
         }
     }
@@ -382,6 +395,7 @@ impl Engine {
                 ack: Some(seg.seq + seg.segment_len()),
             }
         };
-        self.send_rst(tx, rst);
+        // Not tied to any state: a refused one is counted (`tx_sink_full`) and the peer's next segment asks again.
+        let _ = self.send_rst(tx, rst);
     }
 }

@@ -2,14 +2,17 @@
 //! FIN, ACKs, probes), written straight from the send buffer into the transmit frame.
 
 use super::event::CloseReason;
+use super::flow::FlowKey;
 use super::input::ts_now;
+use super::syn_cookie;
 use super::tcb::{Deadline, Flags, State, Tcb};
 use super::time_wait::TimeWait;
 use super::{Engine, PendingRst};
-use crate::io::TxSink;
+use crate::io::{TxRefused, TxSink};
 use crate::time::Instant;
 use crate::wire::SeqNum;
-use crate::wire::tcp::{SackBlocks, TcpFlags, TcpTimestamps};
+use crate::wire::ethernet::MacAddr;
+use crate::wire::tcp::{SackBlocks, TcpFlags, TcpRepr, TcpTimestamps};
 use crate::wire::tcp_writer::{self, Route, SegmentHeader, SegmentOptions, TcpOptions};
 
 /// The window field to advertise: the free receive buffer, scaled down (RFC 7323 §2.3). Never scaled in a
@@ -35,20 +38,25 @@ struct Plan {
     /// SND.NXT after this segment (unchanged for retransmissions at SND.UNA and for probes).
     next: Option<SeqNum>,
     retransmit: bool,
+    /// Requests this segment answers (fast retransmit, window or keep-alive probe): cleared only once it has
+    /// left, so a sink that refuses it does not lose the request.
+    answers: Flags,
 }
 
 impl Engine {
-    /// Sends what the connection has to send now.
-    pub(crate) fn transmit_conn<S: TxSink>(&mut self, now: Instant, index: u32, tx: &mut S) {
+    /// Sends what the connection has to send now. `Err(Full)` when the sink filled up before it was done: the
+    /// caller keeps the connection for its next pass; nothing of the refused segment was committed.
+    pub(crate) fn transmit_conn<S: TxSink>(&mut self, now: Instant, index: u32, tx: &mut S) -> Result<(), TxRefused> {
         // Bounded: a connection sends at most a window's worth per call, one MSS per segment.
         for _ in 0..256 {
             let Some(plan) = self.plan_segment(now, index) else {
                 break;
             };
-            let Some(window) = self.emit_plan(now, index, &plan, tx) else {
-                // The ring is full: keep the connection dirty for the next poll; nothing was committed.
-                self.mark_dirty(index);
-                break;
+            let window = match self.emit_plan(now, index, &plan, tx) {
+                Ok(window) => window,
+                Err(TxRefused::Full) => return Err(TxRefused::Full),
+                // Never fits (counted): drop it rather than retry it every pass; its timers recover what matters.
+                Err(TxRefused::TooLong) => break,
             };
             self.commit_plan(now, index, &plan, window);
             // Only a retransmission, or new data that did not take all there was (no PSH: see plan_segment), can
@@ -59,6 +67,7 @@ impl Engine {
                 break;
             }
         }
+        Ok(())
     }
 
     /// Decides the next segment, without changing any state.
@@ -81,6 +90,7 @@ impl Engine {
                     data_len: 0,
                     next: Some(tcb.iss + 1),
                     retransmit: tcb.snd_max != tcb.iss,
+                    answers: Flags::default(),
                 });
             }
             State::SynReceived => {
@@ -92,6 +102,7 @@ impl Engine {
                         data_len: 0,
                         next: Some(tcb.iss + 1),
                         retransmit: tcb.snd_max != tcb.iss,
+                        answers: Flags::default(),
                     });
                 }
                 return ack_only(tcb);
@@ -107,7 +118,6 @@ impl Engine {
 
         // Fast retransmit / partial ACK: the segment at SND.UNA again (RFC 5681 §3.2, RFC 6582 §3.2).
         if tcb.flags.contains(Flags::FAST_REXMIT) {
-            tcb.flags.remove(Flags::FAST_REXMIT);
             let avail = data_end.since(tcb.snd_una) as usize;
             // Only what was sent before: bytes beyond SND.MAX never fit the window and go out as new data,
             // which advances SND.MAX (else the peer's ACK for them would be an ACK of unsent data).
@@ -129,8 +139,11 @@ impl Engine {
                     data_len: len,
                     next: None,
                     retransmit: true,
+                    answers: Flags::FAST_REXMIT,
                 });
             }
+            // Nothing left to resend: the request is void.
+            tcb.flags.remove(Flags::FAST_REXMIT);
         }
 
         // New (or, after a timeout, resent) data from SND.NXT within min(SND.WND, cwnd).
@@ -164,13 +177,14 @@ impl Engine {
                 data_len: len,
                 next: Some(next),
                 retransmit,
+                answers: Flags::default(),
             });
         }
 
         // Zero-window or keep-alive probe: an ACK one below SND.UNA makes the peer answer with its window.
         if tcb.flags.contains(Flags::PROBE) || tcb.flags.contains(Flags::KEEPALIVE_PROBE) {
-            tcb.flags.remove(Flags::PROBE);
-            tcb.flags.remove(Flags::KEEPALIVE_PROBE);
+            let mut answers = Flags::PROBE;
+            answers.insert(Flags::KEEPALIVE_PROBE);
             return Some(Plan {
                 flags: ack_flag,
                 seq: tcb.snd_una - 1,
@@ -178,6 +192,7 @@ impl Engine {
                 data_len: 0,
                 next: None,
                 retransmit: false,
+                answers,
             });
         }
         // Persist: data waits behind a zero window and nothing is in flight to bring a window update.
@@ -188,11 +203,11 @@ impl Engine {
     }
 
     /// Writes the planned segment into a transmit frame. Returns the window field it advertised, for
-    /// [`Engine::commit_plan`] (computed once per segment), or `None` when the sink had no room.
+    /// [`Engine::commit_plan`] (computed once per segment), or why the sink did not take it.
     ///
     /// The frame goes straight from plain values through [`tcp_writer::write_frame`] (headers at fixed offsets,
     /// one checksum pass over header and payload) rather than through a `TcpRepr` and the per-layer emits.
-    fn emit_plan<S: TxSink>(&mut self, now: Instant, index: u32, plan: &Plan, tx: &mut S) -> Option<u16> {
+    fn emit_plan<S: TxSink>(&mut self, now: Instant, index: u32, plan: &Plan, tx: &mut S) -> Result<u16, TxRefused> {
         let ident = self.next_ident();
         let src_mac = self.config.mac;
         let config_mss = self.config.mss;
@@ -259,11 +274,10 @@ impl Engine {
         let sent = tx.transmit(frame_len, |buf| {
             tcp_writer::write_frame(buf, &route, ident, &header, header_len, [first, second]);
         });
-        self.count_tx(sent);
-        if sent {
+        if self.count_tx(sent) {
             self.counters.tcp_tx_segments += 1;
         }
-        sent.then_some(window)
+        sent.map(|()| window)
     }
 
     /// Commits a segment that went out: sequence numbers, timers, transitions on FIN. `window` is the window
@@ -272,6 +286,7 @@ impl Engine {
     fn commit_plan(&mut self, now: Instant, index: u32, plan: &Plan, window: u16) {
         let rto_bounds = self.rto_bounds;
         let tcb = &mut self.conns[index as usize];
+        tcb.flags.remove(plan.answers);
         if plan.retransmit {
             self.counters.retransmits += 1;
         }
@@ -330,8 +345,9 @@ impl Engine {
             data_len: 0,
             next: None,
             retransmit: false,
+            answers: Flags::default(),
         };
-        if let Some(window) = self.emit_plan(now, index, &plan, tx) {
+        if let Ok(window) = self.emit_plan(now, index, &plan, tx) {
             self.commit_plan(now, index, &plan, window);
         }
     }
@@ -350,7 +366,8 @@ impl Engine {
                 tsecr: recent,
             })),
         };
-        self.send_bare(
+        // A refused ACK is counted; the peer's next retransmission of its FIN brings another chance.
+        let _ = self.send_bare(
             tx,
             record.key.local_addr,
             record.key.remote_addr,
@@ -359,8 +376,61 @@ impl Engine {
         );
     }
 
+    /// Answers a SYN with a SYN cookie (RFC 4987 §3.6, `syn_cookie.rs`): the SYN-ACK a new connection would send,
+    /// with the cookie as ISS and, with timestamps, the options in the TSval; no state is kept.
+    pub(crate) fn send_syn_cookie<S: TxSink>(
+        &mut self,
+        now: Instant,
+        key: FlowKey,
+        remote_mac: MacAddr,
+        seg: &TcpRepr,
+        tx: &mut S,
+    ) {
+        let tuple = syn_cookie::CookieTuple {
+            local: (key.local_addr, key.local_port),
+            remote: (key.remote_addr, key.remote_port),
+        };
+        let iss = self.cookies.encode(now, &tuple, seg.seq, seg.mss.unwrap_or(536));
+        let config = &self.config;
+        // Without timestamps nothing can carry window scaling and SACK to the third ACK: offer neither.
+        let peer_ts = seg.timestamps.filter(|_| config.timestamps);
+        let window_scale = seg.window_scale.filter(|_| config.window_scaling && peer_ts.is_some());
+        let sack_permitted = config.sack && seg.sack_permitted && peer_ts.is_some();
+        let timestamps = peer_ts.map(|ts| {
+            let (_, offset) = self.isn.isn_and_ts_offset(tuple.local, tuple.remote, now);
+            TcpTimestamps {
+                tsval: syn_cookie::encode_ts(ts_now(now, offset), window_scale, sack_permitted),
+                tsecr: ts.tsval,
+            }
+        });
+        let options = TcpOptions {
+            mss: Some(config.mss),
+            window_scale: window_scale.map(|_| self.rcv_shift),
+            sack_permitted,
+            timestamps,
+            sack_blocks: &[],
+        };
+        let header = SegmentHeader {
+            src_port: key.local_port,
+            dst_port: key.remote_port,
+            seq: iss,
+            ack: seg.seq + 1,
+            flags: TcpFlags::SYN | TcpFlags::ACK,
+            // As a SYN-RECEIVED control block with an empty receive buffer advertises it (never scaled).
+            window: config.buffer_size.min(usize::from(u16::MAX)) as u16,
+            options: SegmentOptions::Any(&options),
+        };
+        self.last_cookie_sent = Some(now);
+        if self
+            .send_bare(tx, key.local_addr, key.remote_addr, remote_mac, &header)
+            .is_ok()
+        {
+            self.counters.syn_cookies_sent += 1;
+        }
+    }
+
     /// Sends a RST not tied to a control block.
-    pub(crate) fn send_rst<S: TxSink>(&mut self, tx: &mut S, rst: PendingRst) {
+    pub(crate) fn send_rst<S: TxSink>(&mut self, tx: &mut S, rst: PendingRst) -> Result<(), TxRefused> {
         let mut flags = TcpFlags::RST;
         if rst.ack.is_some() {
             flags |= TcpFlags::ACK;
@@ -373,8 +443,11 @@ impl Engine {
             flags,
             ..SegmentHeader::default()
         };
-        self.counters.rst_sent += 1;
-        self.send_bare(tx, rst.key.local_addr, rst.key.remote_addr, rst.remote_mac, &header);
+        let sent = self.send_bare(tx, rst.key.local_addr, rst.key.remote_addr, rst.remote_mac, &header);
+        if sent.is_ok() {
+            self.counters.rst_sent += 1;
+        }
+        sent
     }
 
     /// Sends a segment without payload that belongs to no control block.
@@ -385,7 +458,7 @@ impl Engine {
         dst_addr: core::net::Ipv4Addr,
         dst_mac: crate::wire::ethernet::MacAddr,
         header: &SegmentHeader<'_>,
-    ) {
+    ) -> Result<(), TxRefused> {
         let ident = self.next_ident();
         let route = Route {
             src_mac: self.config.mac,
@@ -397,10 +470,10 @@ impl Engine {
         let sent = tx.transmit(tcp_writer::frame_len(header_len, 0), |buf| {
             tcp_writer::write_frame(buf, &route, ident, header, header_len, [&[], &[]]);
         });
-        self.count_tx(sent);
-        if sent {
+        if self.count_tx(sent) {
             self.counters.tcp_tx_segments += 1;
         }
+        sent
     }
 
     /// A connection's timer fired: see which of its deadlines are due (RFC 9293 §3.10.8, RFC 6298 §5).
@@ -425,6 +498,8 @@ impl Engine {
                     let (local, remote) = (tcb.key.local_addr, tcb.key.remote_addr);
                     if self.pending_arps.len() < self.pending_arps.capacity() {
                         self.pending_arps.push((local, remote));
+                    } else {
+                        self.counters.drop_arp_queue_full += 1;
                     }
                 }
             }
@@ -437,8 +512,14 @@ impl Engine {
         if outcome.is_none() && due(tcb.rto_at) {
             tcb.rto_at = Deadline::NONE;
             self.counters.rto_fired += 1;
+            let passive_half_open = passive_half_open(tcb);
+            // Under half-open pressure (half the share taken) a SYN-ACK goes out at most twice: a flood's
+            // spoofed entries leave after one RTO backoff instead of six (Linux prunes its queue likewise).
+            let pressure = passive_half_open && self.half_open.saturating_mul(2) >= self.half_open_limit;
             let limit = if tcb.state.is_synchronized() {
                 config.data_retries
+            } else if pressure {
+                config.syn_retries.min(1)
             } else {
                 config.syn_retries
             };
@@ -452,8 +533,11 @@ impl Engine {
                 tcb.rtt_probe = None;
                 tcb.persist_at = Deadline::at(now);
             } else if tcb.retries >= limit {
-                if tcb.state == State::SynReceived && tcb.flags.contains(Flags::PASSIVE) {
+                if passive_half_open {
                     self.counters.syn_received_timeouts += 1;
+                    if limit < config.syn_retries {
+                        self.counters.synack_retries_shortened += 1;
+                    }
                 } else {
                     self.counters.rto_aborts += 1;
                 }
@@ -512,6 +596,9 @@ impl Engine {
             }
         }
         match outcome {
+            // A passive half-open connection that never completed goes silently, as Linux's request socks do:
+            // under a SYN flood its peer is most likely spoofed, and a RST would only add to the flood.
+            Some(reason) if passive_half_open(&self.conns[index as usize]) => self.finish_conn(index, reason),
             Some(reason @ (CloseReason::TimedOut | CloseReason::KeepaliveTimeout))
                 if self.conns[index as usize].state != State::FinWait2 =>
             {
@@ -523,6 +610,11 @@ impl Engine {
     }
 }
 
+/// A connection from a SYN we received, not yet established.
+fn passive_half_open(tcb: &Tcb) -> bool {
+    tcb.state == State::SynReceived && tcb.flags.contains(Flags::PASSIVE)
+}
+
 /// A pure ACK if one is owed.
 fn ack_only(tcb: &Tcb) -> Option<Plan> {
     (tcb.flags.contains(Flags::ACK_NOW) || tcb.flags.contains(Flags::WINDOW_UPDATE)).then_some(Plan {
@@ -532,5 +624,6 @@ fn ack_only(tcb: &Tcb) -> Option<Plan> {
         data_len: 0,
         next: None,
         retransmit: false,
+        answers: Flags::default(),
     })
 }

@@ -4,6 +4,7 @@ use core::fmt;
 
 use crate::assembler::Assembler;
 use crate::buffer::RingBuffer;
+use crate::engine::event::CloseReason;
 use crate::engine::flow::FlowKey;
 use crate::engine::rtt::RttEstimator;
 use crate::time::Instant;
@@ -101,7 +102,7 @@ impl fmt::Display for State {
 
 /// Per-connection flags.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub(crate) struct Flags(u16);
+pub(crate) struct Flags(u32);
 
 impl Flags {
     /// An ACK must go out with the next transmit.
@@ -134,6 +135,15 @@ impl Flags {
     pub const KEEPALIVE_PROBE: Flags = Flags(1 << 13);
     /// The wheel was armed early once for the handshake (see `Engine::rearm`); never again for this connection.
     pub const HANDSHAKE_WAKE: Flags = Flags(1 << 14);
+    /// An event could not be queued (the queue was full) and is owed: the connection is on the engine's owed
+    /// list, and the events below (or a derivable `Readable` / `Writable`) are raised once the queue drains.
+    pub const EVENT_OWED: Flags = Flags(1 << 15);
+    /// `Connected` is owed.
+    pub const OWED_CONNECTED: Flags = Flags(1 << 16);
+    /// `PeerClosed` is owed.
+    pub const OWED_PEER_CLOSED: Flags = Flags(1 << 17);
+    /// `Closed { reason: owed_close }` is owed.
+    pub const OWED_CLOSED: Flags = Flags(1 << 18);
 
     #[inline]
     pub fn contains(self, other: Flags) -> bool {
@@ -267,6 +277,11 @@ pub(crate) struct Tcb {
     pub cc: Congestion,
     /// Full-sized segments received since our last ACK (an ACK goes out for every second, RFC 9293 SHLD-19).
     pub unacked_segments: u8,
+    /// When this connection last sent a challenge ACK or an ACK for an unacceptable segment (milliseconds, 0 for
+    /// never): at most one per `oow_ack_interval` (see `rate_limit.rs`).
+    pub last_oow_ack: u32,
+    /// The reason of a `Closed` event that is owed (see `Flags::OWED_CLOSED`).
+    pub owed_close: CloseReason,
 
     // Timer deadlines; the wheel holds the earliest.
     pub rto_at: Deadline,

@@ -24,7 +24,7 @@ use core::time::Duration;
 
 pub use rng::Rng;
 
-use crate::engine::{BuildError, CloseReason, Counters, Engine, EngineConfig, Error as EngineError};
+use crate::engine::{BuildError, CloseReason, Counters, Engine, EngineConfig, Error as EngineError, SynCookieMode};
 use crate::isn::Secret;
 use crate::time::Instant;
 use crate::wire::Port;
@@ -180,6 +180,8 @@ pub struct SimConfig {
     pub nagle: bool,
     /// Delayed-ACK timeout on both engines.
     pub delayed_ack: Option<Duration>,
+    /// When the server answers SYNs with SYN cookies.
+    pub syn_cookies: SynCookieMode,
     /// The run fails if virtual time passes this.
     pub time_limit: Duration,
     /// The run fails after this many loop steps (a guard against livelock at a fixed time).
@@ -236,6 +238,7 @@ impl SimConfig {
             sack: true,
             nagle: true,
             delayed_ack: Some(Duration::from_millis(40)),
+            syn_cookies: SynCookieMode::Auto,
             time_limit: Duration::from_secs(3600),
             step_limit: 5_000_000,
             trace: false,
@@ -309,6 +312,24 @@ impl SimConfig {
         }
     }
 
+    /// `from_seed`'s workload with every SYN answered by a SYN cookie, over a link that neither loses,
+    /// duplicates, reorders nor corrupts: a cookie connection must then behave exactly as a kept one. (On a lossy
+    /// link cookies have known, accepted failure modes: a lost third ACK whose data segments arrive out of order
+    /// fails the cookie check and is reset, and a duplicated old third ACK can rebuild a connection.)
+    pub fn with_cookies(seed: u64) -> SimConfig {
+        SimConfig {
+            loss: 0.0,
+            duplicate: 0.0,
+            reorder: 0.0,
+            corrupt: 0.0,
+            partition: 0.0,
+            jitter: Duration::ZERO,
+            allow_aborts: false,
+            syn_cookies: SynCookieMode::Always,
+            ..SimConfig::from_seed(seed)
+        }
+    }
+
     /// The engine configuration of one side.
     pub fn engine_config(&self, side: Side) -> EngineConfig {
         let max_connections = self.concurrency.max(1) * 4 + 16;
@@ -344,6 +365,10 @@ impl SimConfig {
             arp_retry_interval: Duration::from_millis(200),
             ephemeral_ports: self.ephemeral_ports,
             verify_checksums: self.verify_checksums,
+            syn_cookies: match side {
+                Side::Server => self.syn_cookies,
+                Side::Client => SynCookieMode::Auto,
+            },
             ..EngineConfig::default()
         }
     }
