@@ -181,11 +181,12 @@ pub fn run_veth(cfg: &FloodBenchConfig) -> Result<FloodBenchReport, RunError> {
     })
     .map_err(|e| RunError(e.to_string()))??;
     let kernel_view = run_in_netns(&env.server_ns, || -> Result<String, RunError> {
-        sysctl_write("net.ipv4.tcp_syncookies", "1")?;
+        sysctl_write("net.ipv4.tcp_syncookies", cfg.kernel_syncookies())?;
         let read = |k: &str| sysctl_read(k).unwrap_or_else(|| "?".to_owned());
         Ok(format!(
-            "kernel responder: net.ipv4.tcp_syncookies=1, listen backlog {}, namespace defaults somaxconn={}, \
+            "kernel responder: net.ipv4.tcp_syncookies={}, listen backlog {}, namespace defaults somaxconn={}, \
              tcp_max_syn_backlog={}, tcp_synack_retries={}",
+            cfg.kernel_syncookies(),
             cfg.backlog,
             read("net.core.somaxconn"),
             read("net.ipv4.tcp_max_syn_backlog"),
@@ -232,10 +233,13 @@ pub fn run_veth(cfg: &FloodBenchConfig) -> Result<FloodBenchReport, RunError> {
             cfg.flood_batch
         ),
         format!(
-            "synack responder: AF_XDP ({} XDP, copy mode), listen backlog {} (its SYN-RECEIVED bound), \
-             TIME-WAIT {} s",
+            "synack responder: AF_XDP ({} XDP, copy mode), listen backlog {} (its SYN-RECEIVED bound), SYN \
+             cookies {}, half-open share {}% of {} connections, TIME-WAIT {} s",
             lower(&cfg.xdp_mode),
             cfg.backlog,
+            lower(&cfg.syn_cookies),
+            synack_engine(cfg).half_open_percent,
+            synack_engine(cfg).max_connections,
             2.0 * cfg.msl_secs
         ),
         kernel_view,
@@ -288,6 +292,17 @@ fn core_note(cfg: &FloodBenchConfig) -> String {
     )
 }
 
+/// synack's engine for the responder: room for the client, the backlog and TIME-WAIT (the server closes).
+fn synack_engine(cfg: &FloodBenchConfig) -> EngineSettings {
+    EngineSettings {
+        max_connections: (cfg.concurrency as usize * 4 + cfg.backlog as usize * 2).max(16384),
+        max_time_wait: 1 << 19,
+        msl_secs: cfg.msl_secs,
+        syn_cookies: cfg.syn_cookies,
+        ..EngineSettings::default()
+    }
+}
+
 /// The configurations of one run's three programs.
 fn configs(
     env: &Env,
@@ -317,12 +332,7 @@ fn configs(
         core: Some(cfg.responder_core),
         live: cfg.live,
         json: None,
-        engine: EngineSettings {
-            max_connections: (cfg.concurrency as usize * 4 + cfg.backlog as usize * 2).max(16384),
-            max_time_wait: 1 << 19,
-            msl_secs: cfg.msl_secs,
-            ..EngineSettings::default()
-        },
+        engine: synack_engine(cfg),
     };
     let loadgen = LoadgenConfig {
         stack: StackKind::Kernel,
