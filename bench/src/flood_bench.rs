@@ -181,11 +181,12 @@ pub fn run_veth(cfg: &FloodBenchConfig) -> Result<FloodBenchReport, RunError> {
     })
     .map_err(|e| RunError(e.to_string()))??;
     let kernel_view = run_in_netns(&env.server_ns, || -> Result<String, RunError> {
-        sysctl_write("net.ipv4.tcp_syncookies", "1")?;
+        sysctl_write("net.ipv4.tcp_syncookies", cfg.kernel_syncookies())?;
         let read = |k: &str| sysctl_read(k).unwrap_or_else(|| "?".to_owned());
         Ok(format!(
-            "kernel responder: net.ipv4.tcp_syncookies=1, listen backlog {}, namespace defaults somaxconn={}, \
+            "kernel responder: net.ipv4.tcp_syncookies={}, listen backlog {}, namespace defaults somaxconn={}, \
              tcp_max_syn_backlog={}, tcp_synack_retries={}",
+            cfg.kernel_syncookies(),
             cfg.backlog,
             read("net.core.somaxconn"),
             read("net.ipv4.tcp_max_syn_backlog"),
@@ -232,25 +233,22 @@ pub fn run_veth(cfg: &FloodBenchConfig) -> Result<FloodBenchReport, RunError> {
             cfg.flood_batch
         ),
         format!(
-            "synack responder: AF_XDP ({} XDP, copy mode), listen backlog {} (its SYN-RECEIVED bound), \
-             TIME-WAIT {} s",
+            "synack responder: AF_XDP ({} XDP, copy mode), listen backlog {} (its SYN-RECEIVED bound), SYN \
+             cookies {}, half-open share {}% of {} connections, TIME-WAIT {} s",
             lower(&cfg.xdp_mode),
             cfg.backlog,
+            lower(&cfg.syn_cookies),
+            synack_engine(cfg).half_open_percent,
+            synack_engine(cfg).max_connections,
             2.0 * cfg.msl_secs
         ),
         kernel_view,
     ];
-    notes.push(if cfg.server_rps {
-        format!(
-            "veth: TX checksum offload, TSO and GSO off on both ends, IPv6 off; the server end's kernel receive \
-             work steered to core {} (RPS), synack's XDP path is not",
-            cfg.responder_core
-        )
-    } else {
-        "veth: TX checksum offload, TSO and GSO off on both ends, IPv6 off; no RPS: the server's kernel receive \
-         work runs on the sending core"
-            .to_owned()
-    });
+    notes.push(format!(
+        "veth: TX checksum offload, TSO and GSO off on both ends, IPv6 off; the generator's socket has a {} MiB \
+         send buffer, so what the server end cannot take is dropped at its queue (reached/s), not held back",
+        FloodConfig::default().sndbuf_bytes >> 20
+    ));
     Ok(FloodBenchReport {
         config: cfg.clone(),
         cores,
@@ -273,19 +271,36 @@ fn stack_name(stack: StackKind) -> &'static str {
 /// Where the work runs, said plainly (the comparison depends on it).
 fn core_note(cfg: &FloodBenchConfig) -> String {
     let cores = core_affinity::get_core_ids().map_or(0, |c| c.len());
+    let shared = if cfg.client_core == cfg.flood_core {
+        ": the client and the generator share a core"
+    } else {
+        ""
+    };
+    let softirq = if cfg.server_rps {
+        format!(
+            "runs in softirq on that same core, but for the server end's kernel receive work, which RPS steers to \
+             core {} (synack's XDP path is not steered)",
+            cfg.responder_core
+        )
+    } else {
+        "runs in softirq on that same core".to_owned()
+    };
     format!(
         "cores: responder on core {}, legitimate client on core {}, flood generator on core {} ({cores} cores on \
-         this machine{}); on veth the receive work for frames sent from a core (the flood's and the client's) \
-         runs in softirq on that same core",
-        cfg.responder_core,
-        cfg.client_core,
-        cfg.flood_core,
-        if cfg.client_core == cfg.flood_core {
-            ": the client and the generator share a core"
-        } else {
-            ""
-        }
+         this machine{shared}); on veth the receive work for a frame (the flood's, the client's) {softirq}",
+        cfg.responder_core, cfg.client_core, cfg.flood_core,
     )
+}
+
+/// synack's engine for the responder: room for the client, the backlog and TIME-WAIT (the server closes).
+fn synack_engine(cfg: &FloodBenchConfig) -> EngineSettings {
+    EngineSettings {
+        max_connections: (cfg.concurrency as usize * 4 + cfg.backlog as usize * 2).max(16384),
+        max_time_wait: 1 << 19,
+        msl_secs: cfg.msl_secs,
+        syn_cookies: cfg.syn_cookies,
+        ..EngineSettings::default()
+    }
 }
 
 /// The configurations of one run's three programs.
@@ -311,17 +326,13 @@ fn configs(
         response_size: cfg.response_size,
         close: CloseFirst::Server,
         requests_per_connection: 1,
-        duration_secs: 0.0,
+        // Stopped by the run; the bound only keeps a stuck run from leaving it behind.
+        duration_secs: f64::from(cfg.run_secs()) + 30.0,
         backlog: cfg.backlog,
         core: Some(cfg.responder_core),
         live: cfg.live,
         json: None,
-        engine: EngineSettings {
-            max_connections: (cfg.concurrency as usize * 4 + cfg.backlog as usize * 2).max(16384),
-            max_time_wait: 1 << 19,
-            msl_secs: cfg.msl_secs,
-            ..EngineSettings::default()
-        },
+        engine: synack_engine(cfg),
     };
     let loadgen = LoadgenConfig {
         stack: StackKind::Kernel,
@@ -336,7 +347,8 @@ fn configs(
         requests_per_connection: 1,
         close: CloseFirst::Server,
         duration_secs: f64::from(cfg.run_secs()),
-        connections: 0,
+        // A count bound too, far above what the run can reach: time ends it.
+        connections: u64::from(cfg.run_secs()) * 2_000_000,
         drain_secs: 1.0,
         core: Some(cfg.client_core),
         live: cfg.live,

@@ -2,6 +2,7 @@
 //! in 198.18.0.0/15), the frames, the per-second series, and, as root, floods over AF_XDP on a veth pair at a
 //! synack responder, which must see the flood's SYNs, and which must stop by themselves within their bounds.
 
+use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -16,7 +17,7 @@ use synack_bench::flood::{
     FloodConfig, FloodError, FloodKind, FrameBuilder, Generator, Mac, SourceOrder, StopCause, SynOption, run_flood,
 };
 use synack_bench::flood_bench::{self, FloodBenchConfig};
-use synack_bench::report::PerSecond;
+use synack_bench::report::{PerSecond, Report};
 use synack_bench::synack_stack::Control;
 use synack_driver::{NetnsConfig, NetnsPair, Side, require_root, run_in_netns};
 
@@ -207,6 +208,27 @@ fn per_second_series_counts_each_second_and_pads_to_the_run() {
     assert_eq!(PerSecond::default().counts(Duration::ZERO), vec![0]);
 }
 
+#[test]
+fn responder_counters_synack_by_name_pattern_kernel_by_list_zeros_included() {
+    let mut synack = Report::new("responder", StackKind::Synack);
+    synack.counters = BTreeMap::from([("drop_backlog_full".to_owned(), 5), ("tcp_rx_segments".to_owned(), 9)]);
+    let c = flood_bench::responder_counters(StackKind::Synack, &synack);
+    assert_eq!(c.get("drop_backlog_full"), Some(&5));
+    assert_eq!(c.get("drop_table_full"), Some(&0));
+    assert_eq!(c.get("challenge_acks_sent"), Some(&0));
+    assert!(!c.contains_key("tcp_rx_segments"));
+    assert!(
+        c.keys()
+            .all(|k| flood_bench::SYNACK_COUNTER_PATTERNS.iter().any(|p| k.contains(p)))
+    );
+
+    let mut kernel = Report::new("responder", StackKind::Kernel);
+    kernel.counters = BTreeMap::from([("SyncookiesSent".to_owned(), 7), ("InSegs".to_owned(), 3)]);
+    let c = flood_bench::responder_counters(StackKind::Kernel, &kernel);
+    assert_eq!(c.len(), flood_bench::KERNEL_COUNTERS.len());
+    assert_eq!((c.get("SyncookiesSent"), c.get("ListenDrops")), (Some(&7), Some(&0)));
+}
+
 // ----- as root, over AF_XDP on veth ------------------------------------------------------------------------
 
 fn veth() -> Option<NetnsPair> {
@@ -240,6 +262,8 @@ fn afxdp_veth_low_rate_syn_flood_reaches_synack_responder_and_stops_at_its_time_
         addresses: vec![pair.synack_addr()],
         ports: vec![8080],
         live: false,
+        // Stopped by the test; the bound only keeps a failing test from leaving it behind.
+        duration_secs: 30.0,
         engine: EngineSettings {
             max_connections: 8192,
             ..EngineSettings::default()
@@ -312,6 +336,61 @@ fn afxdp_veth_unpaced_flood_stops_at_its_count_bound() {
     assert_eq!(flood.frames_queued, 20_000, "{}", flood.text());
     assert_eq!(flood.frames_sent, 20_000, "{}", flood.text());
     assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+}
+
+#[test]
+fn afxdp_veth_cli_flood_in_a_namespace_stops_by_itself_and_writes_json() {
+    let Some(pair) = veth() else { return };
+    let json = std::env::temp_dir().join(format!("synack-flood-test-{}.json", std::process::id()));
+    let target = SocketAddrV4::new(pair.synack_addr(), 8080).to_string();
+    let mac = Mac(pair.mac(Side::Synack)).to_string();
+    let config = concat!(env!("CARGO_MANIFEST_DIR"), "/../configs/flood.toml");
+    let out = std::process::Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            pair.netns(Side::Kernel),
+            env!("CARGO_BIN_EXE_synack"),
+            "flood",
+            "-c",
+            config,
+        ])
+        .args(["-i", pair.interface(Side::Kernel), "--duration", "0.5", "--json"])
+        .arg(&json)
+        .args([
+            "--set",
+            &format!("target={target}"),
+            "--set",
+            &format!("target_mac={mac}"),
+        ])
+        .args([
+            "--set",
+            "rate=4000",
+            "--set",
+            "max_frames=100000",
+            "--set",
+            "live=false",
+        ])
+        .args([
+            "--set",
+            "xdp_mode=generic",
+            "--set",
+            "kind=ack",
+            "--set",
+            "source_order=sequential",
+        ])
+        .output()
+        .expect("run the binary");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let text = std::fs::read_to_string(&json).expect("the JSON report");
+    let _ = std::fs::remove_file(&json);
+    let r: serde_json::Value = serde_json::from_str(&text).expect("JSON");
+    assert_eq!(r["stopped_by"], "duration", "{text}");
+    assert_eq!(r["kind"], "ack");
+    let sent = r["frames_sent"].as_u64().unwrap_or(0);
+    assert!((1900..=2001).contains(&sent), "{text}");
+    assert!(stderr.contains("stopped by its time bound"), "{stderr}");
 }
 
 #[test]

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{ConfigError, Protocol, StackKind, Validate, XdpModeConfig, bad, check_sizes};
+use crate::config::{ConfigError, Protocol, StackKind, SynCookies, Validate, XdpModeConfig, bad, check_sizes};
 use crate::flood::{BENCHMARK_NET, Cidr, FloodKind, SourceOrder};
 
 /// `synack bench --flood`'s configuration.
@@ -31,6 +31,9 @@ pub struct FloodBenchConfig {
     pub response_size: usize,
     /// Listen backlog of both responders (synack: its SYN-RECEIVED bound; the kernel: listen()).
     pub backlog: u32,
+    /// SYN cookies of both responders: "auto" (synack once its backlog or half-open share is full; the kernel
+    /// `tcp_syncookies=1`, once its SYN queue is), "always" (`=2`) or "never" (`=0`).
+    pub syn_cookies: SynCookies,
     /// Source addresses of the legitimate client.
     pub client_sources: u8,
     /// Responders to measure, in order.
@@ -75,6 +78,7 @@ impl Default for FloodBenchConfig {
             concurrency: 64,
             response_size: 64,
             backlog: 4096,
+            syn_cookies: SynCookies::Auto,
             client_sources: 4,
             stacks: vec![StackKind::Synack, StackKind::Kernel],
             xdp_mode: XdpModeConfig::Native,
@@ -93,6 +97,15 @@ impl Default for FloodBenchConfig {
 }
 
 impl FloodBenchConfig {
+    /// The kernel's `net.ipv4.tcp_syncookies` for `syn_cookies`.
+    pub fn kernel_syncookies(&self) -> &'static str {
+        match self.syn_cookies {
+            SynCookies::Never => "0",
+            SynCookies::Auto => "1",
+            SynCookies::Always => "2",
+        }
+    }
+
     /// Seconds the legitimate client runs in each (stack, rate) run.
     pub fn run_secs(&self) -> u32 {
         self.baseline_secs + self.flood_secs + self.after_secs
