@@ -82,6 +82,9 @@ pub struct FloodRun {
     pub loadgen: Report,
     /// The responder's report.
     pub responder: Report,
+    /// NAPI threads of the server interface pinned to the responder's core (`server_napi_thread`; 0 when the
+    /// interface had none, as with the kernel responder, whose receive work RPS steers instead).
+    pub server_napi_threads: usize,
 }
 
 /// The whole flood benchmark, as written to `json`.
@@ -170,6 +173,9 @@ pub fn run_veth(cfg: &FloodBenchConfig) -> Result<FloodBenchReport, RunError> {
     route_via(&env.server_ns, &cfg.sources.to_string(), pair.kernel_addr())?;
     if cfg.server_rps {
         steer_receive(&env.server_ns, &env.server_if, cfg.responder_core)?;
+        // And the client end's to the client's core: the SYN-ACKs to the spoofed sources are the client
+        // machine's to receive (and drop), not the sender's.
+        steer_receive(&env.client_ns, &env.client_if, cfg.client_core)?;
     }
     let server_if = env.server_if.clone();
     run_in_netns(&env.server_ns, move || crate::bench::disable_tx_offloads(&server_if))
@@ -299,6 +305,8 @@ fn synack_engine(cfg: &FloodBenchConfig) -> EngineSettings {
         max_time_wait: 1 << 19,
         msl_secs: cfg.msl_secs,
         syn_cookies: cfg.syn_cookies,
+        ring_size: cfg.responder_ring_size,
+        frame_count: cfg.responder_frame_count,
         ..EngineSettings::default()
     }
 }
@@ -416,6 +424,20 @@ fn run_one(env: &Env, cfg: &FloodBenchConfig, stack: StackKind, rate: f64, port:
                 .err()
                 .unwrap_or_else(|| RunError("the responder never became ready".into())));
         }
+        // The responder's XDP program is attached now, so the interface has its NAPI (the kernel responder's has
+        // none: its receive work goes through the backlog, which RPS steers).
+        let napi_pinned = if cfg.server_napi_thread {
+            match pin_napi(server_ns, &env.server_if, cfg.responder_core) {
+                Ok(pinned) => pinned,
+                Err(e) => {
+                    stop_all();
+                    let _ = join_responder(responder);
+                    return Err(e);
+                }
+            }
+        } else {
+            0
+        };
         let flood = s.spawn(|| {
             run_in_netns(client_ns, || -> Result<FloodReport, RunError> {
                 let mut generator = match Generator::open(&fcfg) {
@@ -502,6 +524,7 @@ fn run_one(env: &Env, cfg: &FloodBenchConfig, stack: StackKind, rate: f64, port:
             flood,
             loadgen,
             responder,
+            server_napi_threads: napi_pinned,
         })
     })
 }
@@ -572,6 +595,65 @@ fn steer_receive(netns: &str, ifname: &str, core: usize) -> Result<(), RunError>
             String::from_utf8_lossy(&out.stderr).trim()
         )))
     }
+}
+
+/// Switches `ifname` to threaded NAPI and pins its NAPI threads to `core`; returns how many it pinned (0 when the
+/// interface has no NAPI: veth has one only with native XDP attached or GRO on).
+fn pin_napi(netns: &str, ifname: &str, core: usize) -> Result<usize, RunError> {
+    let script = format!("echo 1 > /sys/class/net/{ifname}/threaded");
+    let out = std::process::Command::new("ip")
+        .args(["netns", "exec", netns, "sh", "-c", &script])
+        .output()
+        .map_err(|e| RunError(format!("spawning ip: {e}")))?;
+    if !out.status.success() {
+        return Ok(0);
+    }
+    // Kernel threads are named "napi/<ifname>-<id>", cut to 15 bytes in /proc/<pid>/comm.
+    let name = format!("napi/{ifname}-");
+    let prefix = &name[..name.len().min(15)];
+    let mut pinned = 0;
+    for _ in 0..50 {
+        let entries = std::fs::read_dir("/proc").map_err(|e| RunError(format!("/proc: {e}")))?;
+        for entry in entries.flatten() {
+            let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+                continue;
+            };
+            let Ok(comm) = std::fs::read_to_string(entry.path().join("comm")) else {
+                continue;
+            };
+            if comm.trim_end().starts_with(prefix) {
+                // SAFETY: a zeroed cpu_set_t is a valid empty set; CPU_SET stays within it (core < 1024 checked
+                // by CPU_SET's bound below), and sched_setaffinity only reads it.
+                let ok = unsafe {
+                    let mut set: libc::cpu_set_t = core::mem::zeroed();
+                    if core >= 8 * core::mem::size_of::<libc::cpu_set_t>() {
+                        return Err(RunError(format!("core {core} is beyond the CPU set")));
+                    }
+                    libc::CPU_SET(core, &mut set);
+                    // Real-time priority, as softirq work has over a user thread: a NIC queue's interrupt
+                    // preempts the responder, and so does this thread (else it waits for its time slice behind a
+                    // busy responder and veth's 256-frame ring overflows meanwhile).
+                    let param = libc::sched_param { sched_priority: 50 };
+                    libc::sched_setaffinity(pid, core::mem::size_of::<libc::cpu_set_t>(), &set) == 0
+                        && libc::sched_setscheduler(pid, libc::SCHED_FIFO, &param) == 0
+                };
+                if !ok {
+                    return Err(RunError(format!(
+                        "pinning {} (pid {pid}) to core {core}: {}",
+                        comm.trim_end(),
+                        std::io::Error::last_os_error()
+                    )));
+                }
+                pinned += 1;
+            }
+        }
+        if pinned > 0 {
+            break;
+        }
+        // The thread may take a moment to appear after the switch.
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    Ok(pinned)
 }
 
 /// Writes a sysctl in the calling thread's network namespace.

@@ -12,8 +12,8 @@ use synack::time::Instant;
 use synack::wire::Port;
 use synack::wire::ethernet::MacAddr;
 use synack_driver::{
-    AfXdpConfig, AfXdpDevice, App, BindMode, Clock, Device, DeviceStats, IdleStrategy, LoopStats, MemoryPort,
-    PollConfig, PollLoop,
+    AfXdpConfig, AfXdpDevice, App, BindMode, Clock, Device, DeviceStats, IdleStrategy, KernelXskStats, LoopStats,
+    MemoryPort, PollConfig, PollLoop,
 };
 
 use crate::config::{CloseFirst, EngineSettings, LoadMode, LoadgenConfig, Protocol, ResponderConfig, StackKind};
@@ -158,16 +158,21 @@ fn drive<A: Program>(
         config: PollConfig,
         app: &mut A,
         ready: Option<crossbeam_channel::Sender<()>>,
-    ) -> Result<(Counters, DeviceStats, LoopStats), RunError> {
+    ) -> Result<(Counters, DeviceStats, LoopStats, Option<KernelXskStats>), RunError> {
         let mut l = PollLoop::new(engine, device, clock, config);
         if let Some(r) = ready {
             let _ = r.send(());
         }
         l.run(app).map_err(|e| RunError(format!("device error: {e}")))?;
-        Ok((*l.engine().counters(), l.device_stats(), l.stats()))
+        Ok((
+            *l.engine().counters(),
+            l.device_stats(),
+            l.stats(),
+            l.device().kernel_stats(),
+        ))
     }
     let clock = Clock::new();
-    let (counters, dev, stats) = match link {
+    let (counters, dev, stats, kernel) = match link {
         Link::AfXdp { interface, mode } => {
             let device = AfXdpDevice::open(&afxdp_config(&interface, mode, settings, &addresses))
                 .map_err(|e| RunError(format!("cannot open AF_XDP on {interface:?}: {e}")))?;
@@ -208,6 +213,14 @@ fn drive<A: Program>(
         ("loop_idle_iterations".to_owned(), stats.idle_iterations),
         ("pinned".to_owned(), u64::from(stats.pinned)),
     ]);
+    if let Some(k) = kernel {
+        // Frames the kernel dropped before synack saw them: a full RX ring, an empty fill ring, other reasons.
+        report.device.extend([
+            ("kernel_rx_ring_full".to_owned(), k.rx_ring_full),
+            ("kernel_rx_fill_ring_empty".to_owned(), k.rx_fill_ring_empty_descs),
+            ("kernel_rx_dropped".to_owned(), k.rx_dropped),
+        ]);
+    }
     report.retransmits = counters.retransmits;
     report.resets = resets(&counters);
     report.drops = drops(&counters) + dev.tx_dropped;

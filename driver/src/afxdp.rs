@@ -469,7 +469,10 @@ impl AfXdpDevice {
         program.set_socket(config.queue_id, bound.fd)?;
 
         let fs = config.frame_size as u64;
-        let rx_frames = config.fill_size.min(config.frame_count / 2) as u64;
+        // Enough receive frames to keep the fill ring full while the RX ring fills too: with only as many as the
+        // fill ring holds, a burst that the loop has not read yet empties the fill ring, and the kernel drops
+        // (`rx_fill_ring_empty_descs`) with the RX ring half empty. The other half of the UMEM is for transmit.
+        let rx_frames = (config.fill_size + config.rx_size).min(config.frame_count / 2) as u64;
         let mut rx_free: Vec<u64> = (0..rx_frames).map(|i| i * fs).collect();
         rx_free.reverse();
         let tx_free: Vec<u64> = (rx_frames..config.frame_count as u64).rev().map(|i| i * fs).collect();
@@ -674,6 +677,10 @@ impl Device for AfXdpDevice {
 
     fn frame_capacity(&self) -> usize {
         self.tx.frame_size
+    }
+
+    fn kernel_stats(&self) -> Option<KernelXskStats> {
+        AfXdpDevice::kernel_stats(self).ok()
     }
 }
 

@@ -50,6 +50,12 @@ pub trait Device {
 
     /// The largest frame, in bytes, a [`TxSink::transmit`] on this device can accept.
     fn frame_capacity(&self) -> usize;
+
+    /// What the kernel dropped before the frames reached the device's rings (AF_XDP's `XDP_STATISTICS`), where
+    /// there is a kernel: a syscall, so for reports, not for every poll-loop turn.
+    fn kernel_stats(&self) -> Option<crate::afxdp::KernelXskStats> {
+        None
+    }
 }
 
 /// Counters a device keeps, so drops and stalls are visible rather than silent.
