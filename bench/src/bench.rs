@@ -63,6 +63,26 @@ pub struct BenchReport {
     pub reflector_frames_per_sec: Option<f64>,
     /// Every phase.
     pub phases: Vec<Phase>,
+    /// The open-loop runs, one per `open_rates` entry (synack against synack, on veth only).
+    pub open_loop: Vec<OpenPhase>,
+}
+
+/// One open-loop run: a rate offered on a schedule and what came of it.
+#[derive(Clone, Debug, Serialize)]
+pub struct OpenPhase {
+    /// New connections per second offered.
+    pub offered: f64,
+    /// The TIME-WAIT records the responder was given room for (the rate times the run, so none is skipped).
+    pub time_wait_room: usize,
+    /// The run.
+    pub phase: Phase,
+}
+
+/// The TIME-WAIT table a responder needs so that a server-closes run at `rate` for `secs` (plus the drain)
+/// never skips TIME-WAIT: every record it makes lives 2*MSL, longer than the run.
+fn time_wait_room(rate: f64, secs: f64, drain: f64) -> usize {
+    let records = rate * (secs + drain + 1.0) * 1.25;
+    (records as usize).next_power_of_two().clamp(1 << 16, 1 << 24)
 }
 
 fn engine_settings(cfg: &BenchConfig, msl: f64) -> EngineSettings {
@@ -397,12 +417,49 @@ fn run_veth(cfg: &BenchConfig) -> Result<BenchReport, VethError> {
             }
         }
     }
+    let mut open_loop = Vec::new();
+    let msl = cfg.msl_secs.iter().copied().find(|m| *m > 0.0).unwrap_or(30.0);
+    for &rate in &cfg.open_rates {
+        port += 1;
+        let server = SocketAddrV4::new(pair.synack_addr(), port);
+        let (mut r, mut l) = phase_configs(
+            cfg,
+            StackKind::Synack,
+            CloseFirst::Server,
+            msl,
+            server,
+            synack_sources.clone(),
+            (&interfaces.0, &interfaces.1),
+        );
+        let room = time_wait_room(rate, cfg.open_secs, l.drain_secs);
+        r.engine.max_time_wait = room;
+        // At most 100 ms of arrivals open at once (at least 1024): room for retransmissions to show, bounded.
+        let cap = ((rate / 10.0) as u32).max(1024);
+        r.engine.max_connections = (cap as usize * 2).max(r.engine.max_connections);
+        l.engine.max_connections = (cap as usize * 2).max(l.engine.max_connections);
+        l.engine.buffer_count = l.engine.max_connections.max(l.engine.buffer_count);
+        r.engine.buffer_count = r.engine.max_connections.max(r.engine.buffer_count);
+        l.mode = LoadMode::Open;
+        l.rate = rate;
+        l.concurrency = cap;
+        l.duration_secs = cfg.open_secs;
+        let case = format!("open loop {rate:.0}/s, server closes, TIME-WAIT {} s", 2.0 * msl);
+        eprintln!("bench: synack, {case} ...");
+        let phase =
+            run_phase(case, &link_name, &r, &l, Some((&client_ns, &server_ns)), None).map_err(VethError::Failed)?;
+        open_loop.push(OpenPhase {
+            offered: rate,
+            time_wait_room: room,
+            phase,
+        });
+    }
     drop(pair);
     Ok(BenchReport {
         fallback_reason: None,
         kernel_settings: if cfg.kernel { kernel_settings } else { Vec::new() },
         reflector_frames_per_sec: reflector,
         phases,
+        open_loop,
     })
 }
 
@@ -448,6 +505,7 @@ fn run_memory(cfg: &BenchConfig, why: String) -> Result<BenchReport, RunError> {
         kernel_settings: Vec::new(),
         reflector_frames_per_sec: None,
         phases,
+        open_loop: Vec::new(),
     })
 }
 
@@ -526,9 +584,47 @@ pub fn table(r: &BenchReport) -> String {
             );
         }
     }
+    if !r.open_loop.is_empty() {
+        s += &open_loop_table(&r.open_loop);
+    }
     for k in &r.kernel_settings {
         s += &format!("kernel baseline: {k}\n");
     }
+    s
+}
+
+/// The open-loop runs: offered and completed rates, and every sign of loss.
+fn open_loop_table(runs: &[OpenPhase]) -> String {
+    let mut s = format!(
+        "open loop, synack -> synack (a fixed schedule, like dperf):\n{:>10} {:>10} {:>8} {:>9} {:>9} {:>6} {:>7} {:>9} {:>9} {:>10}\n",
+        "offered/s", "done/s", "done %", "conn p50", "conn p99", "retx", "failed", "tw skip", "rx drops", "tw room"
+    );
+    for o in runs {
+        let p = &o.phase;
+        let dev = |r: &Report, k: &str| r.device.get(k).copied().unwrap_or(0);
+        let kernel_drops = |r: &Report| {
+            dev(r, "kernel_rx_ring_full") + dev(r, "kernel_rx_fill_ring_empty") + dev(r, "kernel_rx_dropped")
+        };
+        let tw_skipped = |r: &Report| {
+            r.counters.get("time_wait_overflow").copied().unwrap_or(0)
+                + r.counters.get("time_wait_skipped").copied().unwrap_or(0)
+        };
+        s += &format!(
+            "{:>10.0} {:>10.0} {:>7.1}% {:>9.1} {:>9.1} {:>6} {:>7} {:>9} {:>9} {:>10}\n",
+            o.offered,
+            p.loadgen.rate,
+            100.0 * p.loadgen.rate / o.offered,
+            p.loadgen.connect.p50_us,
+            p.loadgen.connect.p99_us,
+            p.loadgen.retransmits + p.responder.retransmits,
+            p.loadgen.failed,
+            tw_skipped(&p.responder),
+            kernel_drops(&p.loadgen) + kernel_drops(&p.responder),
+            o.time_wait_room,
+        );
+    }
+    s += "  retx: both sides' retransmissions; rx drops: frames the kernel dropped before either AF_XDP socket \
+          (RX ring full, fill ring empty); tw skip: TIME-WAIT records not kept (must be 0)\n";
     s
 }
 

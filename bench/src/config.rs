@@ -313,6 +313,12 @@ pub struct BenchConfig {
     pub kernel: bool,
     /// Also measure a bare AF_XDP reflector's frames/s (the link's limit).
     pub reflector: bool,
+    /// Open-loop rates (new connections per second) at which synack's load generator drives synack's responder
+    /// on a fixed schedule, the way dperf runs (server closes, TIME-WAIT 2 x the first `msl_secs` kept); empty
+    /// for none. A closed loop throttles itself; an open loop shows where losses start.
+    pub open_rates: Vec<f64>,
+    /// Seconds each open-loop rate runs.
+    pub open_secs: f64,
     /// Run the in-memory comparison even with root and AF_XDP.
     pub force_memory: bool,
     /// Print the programs' live lines.
@@ -336,6 +342,8 @@ impl Default for BenchConfig {
             responder_core: 1,
             kernel: true,
             reflector: true,
+            open_rates: vec![60_000.0, 100_000.0, 140_000.0],
+            open_secs: 5.0,
             force_memory: false,
             live: false,
             json: None,
@@ -498,6 +506,16 @@ impl Validate for BenchConfig {
         }
         if self.source_count == 0 || self.source_count > 50 {
             return Err(bad("source_count", "1..=50"));
+        }
+        if self
+            .open_rates
+            .iter()
+            .any(|r| !(r.is_finite() && (1.0..=10_000_000.0).contains(r)))
+        {
+            return Err(bad("open_rates", "a list of connections per second in 1..=1e7"));
+        }
+        if !(self.open_secs > 0.0 && self.open_secs <= 600.0) {
+            return Err(bad("open_secs", "seconds in (0, 600]"));
         }
         Ok(())
     }

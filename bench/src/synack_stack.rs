@@ -84,6 +84,8 @@ pub fn engine_config(
         nagle: settings.nagle,
         ephemeral_ports: ports,
         syn_cookies: settings.syn_cookies.to_engine(),
+        // A program serves load from its first second: no page faults under it.
+        prefault: true,
         half_open_percent: settings.half_open_percent,
         ..EngineConfig::default()
     }

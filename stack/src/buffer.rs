@@ -58,6 +58,11 @@ pub struct BufferPool {
 }
 
 impl BufferPool {
+    /// Faults every free chunk's pages in now (see [`crate::mem::populate`]).
+    pub fn populate(&self) -> bool {
+        self.free.iter().fold(true, |ok, c| crate::mem::populate(&c.0) & ok)
+    }
+
     /// A pool of `count` chunks of `chunk_size` bytes each, all allocated now.
     ///
     /// # Panics

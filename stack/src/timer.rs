@@ -169,6 +169,11 @@ impl fmt::Debug for TimerWheel {
 }
 
 impl TimerWheel {
+    /// Faults the wheel's pages in now (see [`crate::mem::populate`]).
+    pub fn populate(&self) -> bool {
+        crate::mem::populate_capacity(&self.nodes)
+    }
+
     /// A wheel for ids `0..capacity` whose time starts at `now`; every allocation happens here.
     ///
     /// # Panics

@@ -147,6 +147,11 @@ pub struct FlowTable {
 }
 
 impl FlowTable {
+    /// Faults the table's pages in now (see [`mem::populate`]).
+    pub(crate) fn populate(&self) -> bool {
+        mem::populate(&self.buckets)
+    }
+
     /// A table for at most `limit` entries, hashed with `hasher` (keyed: the keys come from the network).
     pub fn new(limit: usize, hasher: FlowHasher) -> FlowTable {
         // At most half full: an overflowing bucket is rare, and a probe always meets a bucket with room.

@@ -233,7 +233,7 @@ impl Engine {
         while (config.buffer_size >> rcv_shift) > usize::from(u16::MAX) && rcv_shift < 14 {
             rcv_shift += 1;
         }
-        Ok(Engine {
+        let mut engine = Engine {
             flows: FlowTable::new(flows, FlowHasher::new(hash_secret.clone())),
             time_wait: TimeWaitTable::new(config.max_time_wait),
             listeners: Vec::with_capacity(config.max_listeners),
@@ -266,7 +266,24 @@ impl Engine {
             free_conns,
             pool,
             config,
-        })
+        };
+        if engine.config.prefault {
+            engine.prefault();
+        }
+        Ok(engine)
+    }
+
+    /// Faults the engine's tables and buffers in now (see [`EngineConfig::prefault`]); `false` if the kernel could
+    /// not (they are then faulted on first use, as without).
+    pub fn prefault(&mut self) -> bool {
+        self.flows.populate()
+            & self.time_wait.populate()
+            & self.wheel.populate()
+            & self.pool.populate()
+            & crate::mem::populate_capacity(&self.dirty)
+            & crate::mem::populate_capacity(&self.expired)
+            & crate::mem::populate_capacity(&self.owed)
+            & crate::mem::populate_capacity(&self.owed_closed)
     }
 
     /// The configuration the engine runs with.

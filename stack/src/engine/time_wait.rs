@@ -101,6 +101,13 @@ impl TimeWaitTable {
         }
     }
 
+    /// Faults the table's pages in now (see [`crate::mem::populate`]).
+    pub(crate) fn populate(&self) -> bool {
+        crate::mem::populate_capacity(&self.records)
+            & crate::mem::populate_capacity(&self.free)
+            & crate::mem::populate(&self.queue)
+    }
+
     /// Stores a record that expires at `expires`; `None` when full.
     ///
     /// Expiry follows insertion order: `expires` must not be earlier than that of any record inserted or
