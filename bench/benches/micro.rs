@@ -1,5 +1,5 @@
 //! The engine's building blocks on their own: flow-table lookup, timer wheel, RFC 6528 ISNs, the Internet
-//! checksum.
+//! checksum, and a listener under a SYN flood (a SYN answered with a SYN cookie, or dropped at a full backlog).
 //!
 //! `cargo bench -p synack-bench --bench micro -- --warm-up-time 1 --measurement-time 3`
 
@@ -9,13 +9,17 @@ use core::net::Ipv4Addr;
 use core::time::Duration;
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 
-use synack::engine::FlowKey;
 use synack::engine::flow::{FlowSlot, FlowTable};
+use synack::engine::{Engine, EngineConfig, FlowKey, SynCookieMode};
+use synack::io::{TxRefused, TxSink};
 use synack::isn::{FlowHasher, IsnGenerator, Secret};
 use synack::time::Instant;
 use synack::timer::{TimerConfig, TimerId, TimerWheel};
 use synack::wire::Port;
 use synack::wire::checksum;
+use synack::wire::ethernet::{EtherType, EthernetRepr, Frame, MacAddr};
+use synack::wire::tcp::{self, TcpFlags, TcpRepr, TcpTimestamps};
+use synack::wire::{IpProtocol, SeqNum, ipv4};
 
 /// Flows held in the table for the lookup benches.
 const FLOWS: u32 = 65_536;
@@ -192,5 +196,96 @@ fn checksums(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, flow_table, timer_wheel, isn, checksums);
+/// A sink that keeps only the last frame: what a flood's answers cost the engine, not the harness.
+struct LastFrame {
+    sent: u64,
+    frame: [u8; 2048],
+}
+
+impl TxSink for LastFrame {
+    fn transmit<F: FnOnce(&mut [u8])>(&mut self, len: usize, fill: F) -> Result<(), TxRefused> {
+        let frame = self.frame.get_mut(..len).ok_or(TxRefused::TooLong)?;
+        fill(frame);
+        self.sent += 1;
+        Ok(())
+    }
+}
+
+/// A SYN as Linux sends it (MSS, SACK-permitted, timestamps, window scale), from a spoofed source.
+fn syn_frame(i: u32) -> Vec<u8> {
+    let src = Ipv4Addr::new(198, 19, (i >> 8) as u8, i as u8);
+    let dst = Ipv4Addr::new(198, 18, 0, 2);
+    let seg = TcpRepr {
+        src_port: Port(1024 + (i % 60_000) as u16),
+        dst_port: Port(80),
+        seq: SeqNum(i.wrapping_mul(2_654_435_761)),
+        flags: TcpFlags::SYN,
+        window: 64_240,
+        mss: Some(1460),
+        window_scale: Some(7),
+        sack_permitted: true,
+        timestamps: Some(TcpTimestamps { tsval: i, tsecr: 0 }),
+        ..TcpRepr::default()
+    };
+    let tcp_len = seg.buffer_len();
+    let mut frame = vec![0u8; 34 + tcp_len];
+    let eth = EthernetRepr {
+        src_addr: MacAddr([2, 0, 0, 0, 0, 1]),
+        dst_addr: MacAddr([2, 0, 0, 0, 0, 2]),
+        ethertype: EtherType::Ipv4,
+    };
+    eth.emit(&mut Frame::new_unchecked(&mut frame[..14])).expect("room");
+    let ip = ipv4::Ipv4Repr {
+        src_addr: src,
+        dst_addr: dst,
+        next_header: IpProtocol::Tcp,
+        payload_len: tcp_len,
+        ttl: 64,
+        dont_frag: true,
+        ident: 1,
+        tos: 0,
+    };
+    ip.emit(&mut ipv4::Packet::new_unchecked(&mut frame[14..]))
+        .expect("room");
+    seg.emit(&mut tcp::Packet::new_unchecked(&mut frame[34..]), src, dst);
+    frame
+}
+
+fn syn_flood(c: &mut Criterion) {
+    let frames: Vec<Vec<u8>> = (0..4096).map(syn_frame).collect();
+    let mut group = c.benchmark_group("syn_flood");
+    group.throughput(Throughput::Elements(1));
+    for (name, mode) in [
+        ("syn_cookie_answered", SynCookieMode::Always),
+        ("syn_dropped_backlog_full", SynCookieMode::Never),
+    ] {
+        let config = EngineConfig {
+            mac: MacAddr([2, 0, 0, 0, 0, 2]),
+            addresses: vec![Ipv4Addr::new(198, 18, 0, 2)],
+            syn_cookies: mode,
+            ..EngineConfig::default()
+        };
+        let start = Instant::from_millis(1000);
+        let mut engine =
+            Engine::with_secrets(config, start, Secret::from_seed(1), Secret::from_seed(2)).expect("engine");
+        // Backlog 1, held by one half-open connection: every other SYN meets a full queue.
+        engine.listen(Port(80), 1).expect("listen");
+        let mut sink = LastFrame {
+            sent: 0,
+            frame: [0; 2048],
+        };
+        engine.handle_frame(start, &syn_frame(u32::MAX), &mut sink);
+        let mut k = 0usize;
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                k += 1;
+                engine.handle_frame(start, black_box(&frames[k % frames.len()]), &mut sink);
+            })
+        });
+        black_box(sink.sent);
+    }
+    group.finish();
+}
+
+criterion_group!(benches, flow_table, timer_wheel, isn, checksums, syn_flood);
 criterion_main!(benches);

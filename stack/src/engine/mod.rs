@@ -332,6 +332,7 @@ impl Engine {
     }
 
     /// The next application event.
+    #[inline]
     pub fn poll_event(&mut self) -> Option<Event> {
         if self.events.is_empty() && !(self.owed.is_empty() && self.owed_closed.is_empty()) {
             self.raise_owed();
@@ -400,6 +401,8 @@ impl Engine {
     }
 
     /// Queues the events owed (see [`Engine::owe_event`]) while there is room; the rest stay owed.
+    #[cold]
+    #[inline(never)]
     fn raise_owed(&mut self) {
         let room = self
             .event_capacity
