@@ -271,3 +271,39 @@ fn soak() {
     let (connections, _) = run_seeds(lo..hi);
     assert!(connections as u64 >= (hi - lo) * 200);
 }
+
+/// Data both ways at once (the server answers while the request still arrives), over a reordering, lossy link:
+/// - RFC 9293 MUST-16: with out-of-order data held, data segments carry SACK blocks and must shrink their payload
+///   to make room, or a full-sized one exceeds the link's 1500-byte MTU (the link drops it and the run fails);
+/// - after a timeout rewound SND.NXT on both sides, pure ACKs must carry SND.MAX, or each side's ACK lies below
+///   the other's RCV.NXT, is dropped as unacceptable, and both retransmit until they give up (a livelock).
+#[test]
+fn simulation_sack_blocks_with_full_segments_fit_the_mtu() {
+    for seed in 0..12 {
+        let config = SimConfig {
+            eager_send: 1.0,
+            full_duplex: true,
+            min_request: 20_000,
+            max_request: 60_000,
+            min_response: 20_000,
+            max_response: 60_000,
+            reorder: 0.1,
+            loss: 0.02,
+            duplicate: 0.0,
+            corrupt: 0.0,
+            partition: 0.0,
+            mss: 1460,
+            timestamps: seed % 2 == 0,
+            sack: seed % 3 != 0,
+            buffer_size: 256 * 1024,
+            allow_aborts: false,
+            ..SimConfig::from_seed(seed)
+        };
+        let report = run_or_fail(&config);
+        assert_eq!(report.link.oversized, 0, "seed {seed}");
+        assert!(
+            report.client.data_out_of_order + report.server.data_out_of_order > 0,
+            "seed {seed}: no reordering"
+        );
+    }
+}

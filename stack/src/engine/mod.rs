@@ -873,7 +873,7 @@ impl Engine {
             let rst = PendingRst {
                 key: tcb.key,
                 remote_mac: tcb.remote_mac,
-                seq: tcb.snd_nxt,
+                seq: tcb.snd_max,
                 ack: Some(tcb.rcv_nxt),
             };
             self.queue_rst(rst);

@@ -110,7 +110,9 @@ impl Engine {
             State::Closed | State::Listen | State::TimeWait => return None,
             _ => {}
         }
-        let mss = usize::from(tcb.mss);
+        // RFC 9293 MUST-16: the segment, options included, fits the effective send MSS. `tcb.mss` already leaves
+        // room for the timestamps every segment carries; SACK blocks, when out-of-order data is held, take more.
+        let mss = usize::from(tcb.mss) - sack_option_len(tcb);
         let data_end = tcb.data_end();
         let fin_state = matches!(tcb.state, State::Established | State::CloseWait)
             || (tcb.snd_fin.is_some() && matches!(tcb.state, State::FinWait1 | State::Closing | State::LastAck));
@@ -340,7 +342,7 @@ impl Engine {
         let tcb = &self.conns[index as usize];
         let plan = Plan {
             flags: TcpFlags::ACK,
-            seq: tcb.snd_nxt,
+            seq: tcb.snd_max,
             data_offset: 0,
             data_len: 0,
             next: None,
@@ -610,16 +612,30 @@ impl Engine {
     }
 }
 
+/// Bytes the SACK option takes on this connection's next segment: none without SACK or out-of-order data, else
+/// its 4-byte head (two NOPs, kind, length) and 8 bytes per block, as many blocks as fit beside the timestamps
+/// (3) or alone (4), which is what [`Engine::emit_plan`] writes.
+fn sack_option_len(tcb: &Tcb) -> usize {
+    if !tcb.sack_ok || tcb.ooo.is_empty() {
+        return 0;
+    }
+    let fitting = if tcb.ts.is_some() { 3 } else { SackBlocks::CAPACITY };
+    4 + 8 * tcb.ooo.len().min(fitting)
+}
+
 /// A connection from a SYN we received, not yet established.
 fn passive_half_open(tcb: &Tcb) -> bool {
     tcb.state == State::SynReceived && tcb.flags.contains(Flags::PASSIVE)
 }
 
-/// A pure ACK if one is owed.
+/// A pure ACK if one is owed. Its sequence number is SND.MAX, not SND.NXT: after a timeout rewound SND.NXT to
+/// resend, an ACK at SND.NXT would lie below the peer's RCV.NXT, fail its acceptability test (RFC 9293
+/// §3.10.7.4) and be dropped with the acknowledgment it carries; when both sides were resending, neither ever
+/// learnt the other's ACK (found by the simulator's full-duplex runs). BSD's `tcp_output` does the same.
 fn ack_only(tcb: &Tcb) -> Option<Plan> {
     (tcb.flags.contains(Flags::ACK_NOW) || tcb.flags.contains(Flags::WINDOW_UPDATE)).then_some(Plan {
         flags: TcpFlags::ACK,
-        seq: tcb.snd_nxt,
+        seq: tcb.snd_max,
         data_offset: 0,
         data_len: 0,
         next: None,

@@ -621,7 +621,8 @@ impl ServerApp {
                         what: "end of stream before the whole request",
                     });
                 }
-                if request_done && half.outgoing.is_empty() {
+                let respond = request_done || (config.full_duplex && conn.mode.is_some());
+                if respond && half.outgoing.is_empty() {
                     let size = body_size(&mut self.rng, config.min_response, config.max_response);
                     let mut response = vec![0u8; RESPONSE_HEADER + size];
                     response[..4].copy_from_slice(&(size as u32).to_be_bytes());
@@ -630,7 +631,7 @@ impl ServerApp {
                 }
                 half.send_some(side, id, engine)?;
                 let response_done = !half.outgoing.is_empty() && half.sent == half.outgoing.len();
-                if response_done {
+                if response_done && request_done {
                     match conn.mode {
                         Some(CloseMode::ClientFirst) if half.eof => half.close(side, id, engine)?,
                         Some(CloseMode::ClientFirst) => {}

@@ -83,6 +83,8 @@ pub(crate) struct Link {
     partitioned_until: Option<Instant>,
     pub(crate) stats: LinkStats,
     trace: bool,
+    /// IPv4 packets longer than this are dropped, as on a real link.
+    mtu: usize,
 }
 
 impl Link {
@@ -103,6 +105,7 @@ impl Link {
             partitioned_until: None,
             stats: LinkStats::default(),
             trace: config.trace,
+            mtu: config.mtu,
         }
     }
 
@@ -150,6 +153,18 @@ impl Link {
         self.stats.sent += 1;
         if self.trace {
             eprintln!("{now:?} {from:?} -> {}", super::FrameSummary(&frame));
+        }
+        // The Ethernet header is not part of the MTU.
+        if frame.len().saturating_sub(14) > self.mtu {
+            self.stats.oversized += 1;
+            if self.trace {
+                eprintln!(
+                    "    dropped: {} bytes of IPv4 beyond the MTU of {}",
+                    frame.len() - 14,
+                    self.mtu
+                );
+            }
+            return;
         }
         if self.partitioned_until.is_some_and(|until| now < until) {
             self.stats.partitioned += 1;

@@ -166,6 +166,12 @@ pub struct SimConfig {
     pub max_time_wait: usize,
     /// The engines' MSS.
     pub mss: u16,
+    /// The link's MTU: IPv4 packets longer than this are dropped (and fail the run).
+    pub mtu: usize,
+    /// The server starts its response as soon as the request's header is in, while the rest of the request still
+    /// arrives: data both ways at once, so data segments leave while out-of-order data is held (SACK blocks on
+    /// full-sized segments). It closes only once the whole request is in.
+    pub full_duplex: bool,
     /// Maximum segment lifetime (TIME-WAIT lasts twice this); short, so runs are quick.
     pub msl: Duration,
     /// The engines' lower bound, initial value and upper bound of the RTO.
@@ -224,6 +230,8 @@ impl SimConfig {
             buffer_size: 16 * 1024,
             max_time_wait: 512,
             mss: 1460,
+            mtu: 1500,
+            full_duplex: false,
             msl: Duration::from_secs(2),
             // The RTO's ceiling stays far under 2*MSL, as in real TCP (MSL >> RTO): a peer in LAST-ACK or
             // CLOSING whose FIN was not acknowledged retransmits it, and the TIME-WAIT record must still be there
@@ -308,6 +316,8 @@ impl SimConfig {
             } else {
                 None
             },
+            // Drawn last, so every earlier draw (and the runs they named) is as before.
+            full_duplex: r.chance(0.3),
             ..SimConfig::perfect(seed)
         }
     }
@@ -395,6 +405,9 @@ pub struct LinkStats {
     pub corrupted: u64,
     /// Corrupted copies handed to an engine (all must be dropped by it).
     pub corrupted_delivered: u64,
+    /// Frames whose IPv4 packet exceeded the link's MTU: dropped, as a real link drops them. Any is a failure
+    /// (RFC 9293 MUST-16: a segment must fit the effective send MSS).
+    pub oversized: u64,
 }
 
 /// What a run did, for the test's output and for failure messages.
@@ -622,6 +635,14 @@ pub enum SimError {
         delivered: u64,
         /// Frames the engines dropped as malformed or failing a checksum.
         dropped: u64,
+    },
+    /// An engine sent an IPv4 packet longer than the link's MTU.
+    #[error("{count} frames longer than the link's MTU of {mtu} bytes were sent (RFC 9293 MUST-16)")]
+    Oversized {
+        /// How many.
+        count: u64,
+        /// The MTU.
+        mtu: usize,
     },
     /// An engine dropped events because its queue was full.
     #[error("events dropped: client {client}, server {server}")]
@@ -1018,6 +1039,12 @@ impl<'a> Sim<'a> {
 
     /// The end-of-run checks on what the applications saw.
     fn verify_into(&self, report: &mut Report) -> Result<(), SimError> {
+        if report.link.oversized > 0 {
+            return Err(SimError::Oversized {
+                count: report.link.oversized,
+                mtu: self.config.mtu,
+            });
+        }
         let (client, server) = (&report.client, &report.server);
         if client.events_dropped + server.events_dropped > 0 {
             return Err(SimError::EventsDropped {
