@@ -188,6 +188,7 @@ pub fn run_phase(
             s.spawn(move || {
                 let control = Control {
                     stop: Some(stop),
+                    drain: None,
                     ready: Some(ready_tx),
                 };
                 match namespaces {

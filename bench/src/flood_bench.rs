@@ -404,6 +404,7 @@ fn run_one(env: &Env, cfg: &FloodBenchConfig, stack: StackKind, rate: f64, port:
             run_in_netns(server_ns, || {
                 let control = Control {
                     stop: Some(responder_stop.clone()),
+                    drain: None,
                     ready: Some(ready_tx),
                 };
                 crate::run_responder(&rcfg, None, control)
@@ -479,6 +480,7 @@ fn run_one(env: &Env, cfg: &FloodBenchConfig, stack: StackKind, rate: f64, port:
             run_in_netns(client_ns, || {
                 let control = Control {
                     stop: None,
+                    drain: None,
                     ready: Some(client_ready_tx),
                 };
                 crate::run_loadgen(&lcfg, None, control)

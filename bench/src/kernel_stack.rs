@@ -211,7 +211,25 @@ pub fn run_responder(cfg: &ResponderConfig, control: Control) -> Result<Report, 
     let start = Instant::now();
     let mut last_done = start;
     let limit = (cfg.duration_secs > 0.0).then(|| Duration::from_secs_f64(cfg.duration_secs));
+    let mut draining_since: Option<Instant> = None;
     while !stopped(&control.stop) && limit.is_none_or(|l| start.elapsed() < l) {
+        if draining_since.is_none() && stopped(&control.drain) {
+            // Stopping gracefully: close the listening sockets (new connections are refused), let the open ones
+            // finish for a bounded time.
+            for mut l in listeners.drain(..) {
+                let _ = poll.registry().deregister(&mut l);
+            }
+            draining_since = Some(Instant::now());
+            eprintln!(
+                "responder: stopping: no new connections; {} open get up to {} s to finish (a second signal exits \
+                 at once)",
+                totals.open,
+                crate::synack_stack::DRAIN.as_secs()
+            );
+        }
+        if draining_since.is_some_and(|at| totals.open == 0 || at.elapsed() >= crate::synack_stack::DRAIN) {
+            break;
+        }
         if let Err(e) = poll.poll(&mut events, Some(Duration::from_millis(20))) {
             if e.kind() != io::ErrorKind::Interrupted {
                 return Err(RunError(format!("epoll_wait: {e}")));
@@ -513,6 +531,14 @@ pub fn run_loadgen(cfg: &LoadgenConfig, control: Control) -> Result<Report, RunE
             && ((cfg.duration_secs > 0.0 && (now - start).as_secs_f64() >= cfg.duration_secs)
                 || (cfg.connections > 0 && totals.started >= cfg.connections))
         {
+            stopped_at = Some(now);
+        }
+        if stopped_at.is_none() && stopped(&control.drain) {
+            eprintln!(
+                "loadgen: stopping: no new connections; {} open get up to {} s to finish (a second signal exits at \
+                 once)",
+                totals.open, cfg.drain_secs
+            );
             stopped_at = Some(now);
         }
         match stopped_at {

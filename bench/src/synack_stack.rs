@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use synack::engine::{CloseReason, ConnHandle, Counters, Engine, EngineConfig, Event, EventKind};
@@ -44,11 +44,15 @@ pub enum Link {
     },
 }
 
-/// Outside control of a run: a stop flag, and a signal sent once the program is ready for traffic.
+/// Outside control of a run: a stop flag, a graceful-stop flag, and a signal sent once the program is ready for
+/// traffic.
 #[derive(Default)]
 pub struct Control {
     /// Stops the run when set.
     pub stop: Option<Arc<AtomicBool>>,
+    /// Stops it gracefully when set (the first SIGINT/SIGTERM): no new connections, the open ones get up to
+    /// [`DRAIN`] (the load generator: its `drain_secs`) to finish, then the run ends and reports.
+    pub drain: Option<Arc<AtomicBool>>,
     /// Receives one message once the device is open and the engine listens.
     pub ready: Option<crossbeam_channel::Sender<()>>,
 }
@@ -229,6 +233,14 @@ fn drive<A: Program>(
     Ok(report)
 }
 
+/// How long a responder told to stop gracefully lets its open connections finish.
+pub const DRAIN: Duration = Duration::from_secs(2);
+
+/// Whether a flag is set.
+pub(crate) fn is_set(flag: &Option<Arc<AtomicBool>>) -> bool {
+    flag.as_ref().is_some_and(|f| f.load(Ordering::Acquire))
+}
+
 fn since(now: Instant, then: Instant) -> Duration {
     now.saturating_since(then)
 }
@@ -263,6 +275,10 @@ struct Responder {
     start: Option<Instant>,
     last_done: Instant,
     live: LiveLine,
+    /// The graceful-stop flag ([`Control::drain`]), and when it was first seen.
+    drain: Option<Arc<AtomicBool>>,
+    draining_since: Option<Instant>,
+    last_tick: Instant,
 }
 
 impl Responder {
@@ -309,6 +325,12 @@ impl App for Responder {
     fn on_event(&mut self, now: Instant, event: Event, engine: &mut Engine) {
         let index = event.conn.index();
         match event.kind {
+            EventKind::Accepted { listener } if self.draining_since.is_some() => {
+                // Stopping: no new connections (and no more from this listener).
+                engine.unlisten(listener);
+                let _ = engine.abort(event.conn);
+                count_failure(&mut self.failures, "refused_while_stopping");
+            }
             EventKind::Accepted { .. } => {
                 if let Some(slot) = self.conns.get_mut(index) {
                     *slot = Some(ServerConn {
@@ -367,6 +389,16 @@ impl App for Responder {
             self.start = Some(now);
             self.last_done = now;
         }
+        self.last_tick = now;
+        if self.draining_since.is_none() && is_set(&self.drain) {
+            self.draining_since = Some(now);
+            eprintln!(
+                "responder: stopping: no new connections; {} open get up to {} s to finish (a second signal exits \
+                 at once)",
+                self.totals.open,
+                DRAIN.as_secs()
+            );
+        }
         if self.live.due() {
             let c = engine.counters();
             let mut t = self.totals;
@@ -375,6 +407,11 @@ impl App for Responder {
             t.drops = drops(c);
             self.live.tick(t);
         }
+    }
+
+    fn is_done(&self) -> bool {
+        self.draining_since
+            .is_some_and(|at| self.totals.open == 0 || since(self.last_tick, at) >= DRAIN)
     }
 }
 
@@ -405,6 +442,9 @@ pub fn run_responder(cfg: &ResponderConfig, link: Link, control: Control) -> Res
         start: None,
         last_done: Instant::ZERO,
         live: LiveLine::new("responder synack", cfg.live),
+        drain: control.drain.clone(),
+        draining_since: None,
+        last_tick: Instant::ZERO,
     };
     let ports = cfg.ports.clone();
     let backlog = cfg.backlog;
@@ -465,6 +505,8 @@ struct Loadgen {
     stopped_at: Option<Instant>,
     drain_over: bool,
     live: LiveLine,
+    /// The graceful-stop flag ([`Control::drain`]): set, no new connections start and the run drains.
+    drain: Option<Arc<AtomicBool>>,
     per_second: PerSecond,
     /// When the last turn ran, for the length of the per-second series.
     last_tick: Instant,
@@ -631,6 +673,14 @@ impl App for Loadgen {
         if self.totals.started == 0 {
             self.last_done = now;
         }
+        if self.stopped_at.is_none() && is_set(&self.drain) {
+            eprintln!(
+                "loadgen: stopping: no new connections; {} open get up to {} s to finish (a second signal exits at \
+                 once)",
+                self.totals.open, self.cfg.drain_secs
+            );
+            self.stopped_at = Some(now);
+        }
         if self.stopped_at.is_none() {
             let time_up = self.cfg.duration_secs > 0.0 && since(now, start).as_secs_f64() >= self.cfg.duration_secs;
             let count_up = self.cfg.connections > 0 && self.totals.started >= self.cfg.connections;
@@ -732,6 +782,7 @@ pub fn run_loadgen(cfg: &LoadgenConfig, link: Link, control: Control) -> Result<
         live: LiveLine::new("loadgen synack", cfg.live),
         per_second: PerSecond::with_capacity(cfg.duration_secs + cfg.drain_secs + 5.0),
         last_tick: Instant::ZERO,
+        drain: control.drain.clone(),
     };
     // A hard bound even if the drain logic were to hang: duration + drain + 5 s.
     let limit = (cfg.duration_secs > 0.0).then(|| Duration::from_secs_f64(cfg.duration_secs + cfg.drain_secs + 5.0));

@@ -231,6 +231,7 @@ fn afxdp_veth_tcpstream_http_client_vs_synack_responder_gets_every_response() {
                 run_in_netns(&sns, move || {
                     let control = Control {
                         stop: Some(stop),
+                        drain: None,
                         ready: Some(ready_tx),
                     };
                     synack_bench::run_responder(&cfg, None, control)
@@ -294,4 +295,83 @@ fn cli_example_config_bad_value_is_refused_naming_key() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("`port_range`"), "{err}");
+}
+
+/// Graceful stop (the programs' first SIGTERM): a responder run until killed (`duration_secs = 0`) serves kernel
+/// clients, then on SIGTERM stops taking connections, prints its report and writes its JSON, and exits 0; run the
+/// way a user runs it, as a background process in the server's namespace.
+#[test]
+fn afxdp_veth_responder_sigterm_prints_report_and_writes_json() {
+    let Some(pair) = veth() else { return };
+    let (_, sns) = namespaces(&pair);
+    let addr = pair.synack_addr();
+    let json_path = std::env::temp_dir().join(format!("synack-sigterm-{}.json", std::process::id()));
+    let _ = std::fs::remove_file(&json_path);
+    let mut child = std::process::Command::new("ip")
+        .args(["netns", "exec", &sns, env!("CARGO_BIN_EXE_synack"), "responder"])
+        .args(["--interface", pair.interface(Side::Synack), "--duration", "0"])
+        .args(["--set", &format!("addresses=[\"{addr}\"]"), "--set", "ports=[8080]"])
+        .args(["--set", "live=false", "--set", "xdp_mode=\"native\""])
+        .args([
+            "--set",
+            "engine.max_time_wait=8192",
+            "--set",
+            "engine.buffer_count=1024",
+        ])
+        .arg("--json")
+        .arg(&json_path)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn the responder");
+    const N: u64 = 20;
+    // The responder is ready once it answers; give it up to 10 s to attach.
+    let served = run_in_netns(pair.netns(Side::Kernel), move || {
+        let target = SocketAddrV4::new(addr, 8080).into();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let mut served = 0u64;
+        while served < N && std::time::Instant::now() < deadline {
+            let Ok(mut s) = TcpStream::connect_timeout(&target, Duration::from_millis(500)) else {
+                std::thread::sleep(Duration::from_millis(100));
+                continue;
+            };
+            s.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
+            let mut reply = [0u8; 64];
+            if s.write_all(&[b'x'; 64]).is_ok() && s.read_exact(&mut reply).is_ok() {
+                served += 1;
+            }
+        }
+        served
+    })
+    .expect("kernel namespace");
+    std::thread::sleep(Duration::from_millis(300));
+    let pid = i32::try_from(child.id()).expect("pid");
+    // SAFETY: kill with a valid signal on the PID of a child this test spawned and has not reaped.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0, "SIGTERM");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the responder did not stop within 10 s of SIGTERM");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .expect("stderr")
+        .read_to_string(&mut stderr)
+        .expect("stderr");
+    assert_eq!(served, N, "{stderr}");
+    assert!(status.success(), "exit {status:?}: {stderr}");
+    assert!(stderr.contains("stopping: no new connections"), "{stderr}");
+    assert!(stderr.contains("responder"), "no report: {stderr}");
+    let report: Value =
+        serde_json::from_str(&std::fs::read_to_string(&json_path).expect("JSON written")).expect("JSON parses");
+    let _ = std::fs::remove_file(&json_path);
+    assert_eq!(report["completed"], N, "{report}");
+    assert_eq!(report["failed"], 0, "{report}");
 }

@@ -278,6 +278,7 @@ fn afxdp_veth_low_rate_syn_flood_reaches_synack_responder_and_stops_at_its_time_
             run_in_netns(pair.netns(Side::Synack), || {
                 let control = Control {
                     stop: Some(stop.clone()),
+                    drain: None,
                     ready: Some(ready_tx),
                 };
                 synack_bench::run_responder(&responder, None, control)

@@ -13,6 +13,10 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use signal_hook::consts::{SIGINT, SIGTERM};
 
 use clap::{Args, Parser, Subcommand};
 use synack_bench::config::{self, BenchConfig, LoadgenConfig, ResponderConfig};
@@ -94,13 +98,35 @@ impl Common {
     }
 }
 
+/// The graceful stop of a long-running program: the first SIGINT or SIGTERM sets the returned flag (the program
+/// stops starting new connections, drains for a bounded time, prints its report and writes its JSON); a second
+/// one exits at once with status 130.
+fn graceful_stop() -> Result<Arc<AtomicBool>, String> {
+    let flag = Arc::new(AtomicBool::new(false));
+    for signal in [SIGINT, SIGTERM] {
+        // The conditional exit is registered first, so it sees the flag as the previous signal left it.
+        signal_hook::flag::register_conditional_shutdown(signal, 130, Arc::clone(&flag))
+            .and_then(|_| signal_hook::flag::register(signal, Arc::clone(&flag)))
+            .map_err(|e| format!("installing the handler for signal {signal}: {e}"))?;
+    }
+    Ok(flag)
+}
+
+/// `Control` for a program run from the command line: the graceful-stop flag.
+fn signalled() -> Result<Control, String> {
+    Ok(Control {
+        drain: Some(graceful_stop()?),
+        ..Control::default()
+    })
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match &cli.command {
         Command::Responder(c) => config::load::<ResponderConfig>(c.config.as_deref(), &c.overrides())
             .map_err(|e| e.to_string())
             .and_then(|cfg| {
-                let r = synack_bench::run_responder(&cfg, None, Control::default()).map_err(|e| e.to_string())?;
+                let r = synack_bench::run_responder(&cfg, None, signalled()?).map_err(|e| e.to_string())?;
                 eprint!("{}", r.text());
                 if let Some(path) = &cfg.json {
                     r.write_json(path)
@@ -111,7 +137,7 @@ fn main() -> ExitCode {
         Command::Loadgen(c) => config::load::<LoadgenConfig>(c.config.as_deref(), &c.overrides())
             .map_err(|e| e.to_string())
             .and_then(|cfg| {
-                let r = synack_bench::run_loadgen(&cfg, None, Control::default()).map_err(|e| e.to_string())?;
+                let r = synack_bench::run_loadgen(&cfg, None, signalled()?).map_err(|e| e.to_string())?;
                 eprint!("{}", r.text());
                 if let Some(path) = &cfg.json {
                     r.write_json(path)
@@ -136,7 +162,8 @@ fn main() -> ExitCode {
         Command::Flood(c) => config::load::<FloodConfig>(c.config.as_deref(), &c.overrides())
             .map_err(|e| e.to_string())
             .and_then(|cfg| {
-                let r = synack_bench::flood::run_flood(&cfg, None).map_err(|e| e.to_string())?;
+                let stop = graceful_stop()?;
+                let r = synack_bench::flood::run_flood(&cfg, Some(&stop)).map_err(|e| e.to_string())?;
                 eprint!("{}", r.text());
                 if let Some(path) = &cfg.json {
                     r.write_json(path)
