@@ -559,10 +559,8 @@ pub fn responder_counters(stack: StackKind, responder: &Report) -> BTreeMap<Stri
     }
 }
 
-/// `ip -n <netns> route add <prefix> via <gateway>`.
-fn route_via(netns: &str, prefix: &str, gateway: Ipv4Addr) -> Result<(), RunError> {
-    let gw = gateway.to_string();
-    let args = ["-n", netns, "route", "add", prefix, "via", &gw];
+/// Runs `ip` with `args`; the error quotes the command and what it printed.
+fn ip(args: &[&str]) -> Result<(), RunError> {
     let out = std::process::Command::new("ip")
         .args(args)
         .output()
@@ -578,37 +576,33 @@ fn route_via(netns: &str, prefix: &str, gateway: Ipv4Addr) -> Result<(), RunErro
     }
 }
 
-/// Steers `ifname`'s receive processing (RPS, queue 0) to `core`. sysfs shows the namespace it was mounted in,
-/// so this goes through `ip netns exec`, which mounts the namespace's own.
+/// Runs a shell `script` in `netns` (through `ip netns exec`, which mounts the namespace's own sysfs: a plain
+/// setns shows the sysfs of the namespace it was mounted in).
+fn netns_sh(netns: &str, script: &str) -> Result<(), RunError> {
+    ip(&["netns", "exec", netns, "sh", "-c", script])
+}
+
+/// `ip -n <netns> route add <prefix> via <gateway>`.
+fn route_via(netns: &str, prefix: &str, gateway: Ipv4Addr) -> Result<(), RunError> {
+    ip(&["-n", netns, "route", "add", prefix, "via", &gateway.to_string()])
+}
+
+/// Steers `ifname`'s receive processing (RPS, queue 0) to `core`.
 fn steer_receive(netns: &str, ifname: &str, core: usize) -> Result<(), RunError> {
     if core >= 64 {
         return Err(RunError(format!("RPS to core {core}: only cores 0..=63 are supported")));
     }
-    let script = format!("echo {:x} > /sys/class/net/{ifname}/queues/rx-0/rps_cpus", 1u64 << core);
-    let out = std::process::Command::new("ip")
-        .args(["netns", "exec", netns, "sh", "-c", &script])
-        .output()
-        .map_err(|e| RunError(format!("spawning ip: {e}")))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(RunError(format!(
-            "setting RPS on {ifname}: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        )))
-    }
+    netns_sh(
+        netns,
+        &format!("echo {:x} > /sys/class/net/{ifname}/queues/rx-0/rps_cpus", 1u64 << core),
+    )
 }
 
 /// Switches `ifname` to threaded NAPI and pins its NAPI threads to `core`; returns how many it pinned (0 when the
 /// interface has no NAPI: veth has one only with native XDP attached or GRO on).
 fn pin_napi(netns: &str, ifname: &str, core: usize) -> Result<usize, RunError> {
-    let script = format!("echo 1 > /sys/class/net/{ifname}/threaded");
-    let out = std::process::Command::new("ip")
-        .args(["netns", "exec", netns, "sh", "-c", &script])
-        .output()
-        .map_err(|e| RunError(format!("spawning ip: {e}")))?;
-    if !out.status.success() {
-        return Ok(0);
+    if netns_sh(netns, &format!("echo 1 > /sys/class/net/{ifname}/threaded")).is_err() {
+        return Ok(0); // no NAPI to thread
     }
     // Kernel threads are named "napi/<ifname>-<id>", cut to 15 bytes in /proc/<pid>/comm.
     let name = format!("napi/{ifname}-");

@@ -913,7 +913,7 @@ fn listen_syn_flood_past_table_full_counts_drops_and_recovers() {
 
 /// Listener backlog full: 2,000 spoofed SYNs in 100 ms against a backlog of 8 (RFC 9293 §3.10.7.2 and the
 /// listen backlog of RFC 9293 §3.10.1; RFC 4987 §3.2 on SYN floods). The SYNs beyond it are counted
-/// (`drop_backlog_full`, or a SYN-cookie counter once the engine has cookies), the half-open entries never exceed
+/// (`drop_backlog_full`, or a SYN-cookie counter when cookies answer them), the half-open entries never exceed
 /// the backlog, legitimate connections refused during the flood complete after it, and once the half-open
 /// entries have timed out a fresh connection completes within 1 s.
 #[test]
