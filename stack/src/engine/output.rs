@@ -112,7 +112,7 @@ impl Engine {
         }
         // RFC 9293 MUST-16: the segment, options included, fits the effective send MSS. `tcb.mss` already leaves
         // room for the timestamps every segment carries; SACK blocks, when out-of-order data is held, take more.
-        let mss = usize::from(tcb.mss) - sack_option_len(tcb);
+        let mss = usize::from(tcb.mss).saturating_sub(sack_option_len(tcb)).max(1);
         let data_end = tcb.data_end();
         let fin_state = matches!(tcb.state, State::Established | State::CloseWait)
             || (tcb.snd_fin.is_some() && matches!(tcb.state, State::FinWait1 | State::Closing | State::LastAck));
