@@ -540,6 +540,45 @@ fn syn_received_under_pressure_gives_up_after_one_retransmission() {
     assert_eq!(flags(&out), vec![TcpFlags::SYN | ACK]);
 }
 
+/// A full event queue: an event that cannot be queued is owed, not lost, and the connection's later events wait
+/// behind it, so the application sees `Accepted` before `Readable` once it has drained the queue.
+#[test]
+fn syn_received_ack_with_event_queue_full_owes_accepted_before_readable() {
+    let mut h = Harness::new(EngineConfig {
+        event_capacity: 1,
+        ..config()
+    });
+    h.engine.listen(Port(US_PORT), 8).unwrap();
+    // Segments in, without the harness draining events.
+    let feed = |h: &mut Harness, seg: TcpRepr| -> Vec<Out> {
+        let mut out: Vec<Vec<u8>> = Vec::new();
+        h.engine.handle_frame(h.now, &build_frame(&seg), &mut out);
+        h.engine.poll_transmit(h.now, &mut out);
+        out.iter().map(|f| parse_frame(f)).collect()
+    };
+    let from = |port: u16, seg: TcpRepr<'static>| TcpRepr {
+        src_port: Port(port),
+        ..seg
+    };
+    let ya = feed(&mut h, from(PEER_PORT, syn(X)))[0].seq;
+    let yb = feed(&mut h, from(PEER_PORT + 1, syn(X)))[0].seq;
+    feed(&mut h, from(PEER_PORT, seg(ACK, X + 1, ya + 1))); // A's Accepted fills the queue
+    feed(&mut h, from(PEER_PORT + 1, seg(ACK, X + 1, yb + 1))); // B's is owed
+    let out = feed(&mut h, from(PEER_PORT + 1, data(X + 1, yb + 1, b"hi"))); // and so is its Readable
+    assert_eq!(flags(&out), vec![ACK], "B is established: its data is acknowledged");
+    let mut seen = Vec::new();
+    while let Some(e) = h.engine.poll_event() {
+        seen.push((h.engine.flow(e.conn).map(|k| k.remote_port.0), e.kind));
+    }
+    assert_eq!(seen.len(), 3, "{seen:?}");
+    assert_eq!(seen[0].0, Ok(PEER_PORT));
+    assert!(matches!(seen[0].1, EventKind::Accepted { .. }));
+    assert_eq!(seen[1].0, Ok(PEER_PORT + 1));
+    assert!(matches!(seen[1].1, EventKind::Accepted { listener } if listener.port() == Port(US_PORT)));
+    assert_eq!(seen[2], (Ok(PEER_PORT + 1), EventKind::Readable));
+    assert!(h.engine.counters().events_dropped >= 2);
+}
+
 // ----- SYN-RECEIVED -----------------------------------------------------------------------------------------
 
 /// RFC 9293 §3.10.7.4 fifth step: SND.UNA < SEG.ACK =< SND.NXT completes the handshake (ack y+1).

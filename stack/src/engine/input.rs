@@ -143,7 +143,6 @@ impl Engine {
     fn open_passive(&mut self, now: Instant, listener: usize, key: FlowKey, src_mac: MacAddr) -> Option<u32> {
         let index = self.open_slot(now, key)?;
         self.listeners[listener].half_open += 1;
-        self.half_open += 1;
         self.counters.passive_opens += 1;
         let tcb = &mut self.conns[index as usize];
         tcb.transition(State::SynReceived);
@@ -159,7 +158,7 @@ impl Engine {
         let l = &self.listeners[listener];
         if l.half_open >= l.backlog {
             Some(HalfOpenLimit::Backlog)
-        } else if self.half_open >= self.half_open_limit {
+        } else if self.half_open() >= self.half_open_limit {
             Some(HalfOpenLimit::Share)
         } else if self.free_conns.is_empty() {
             Some(HalfOpenLimit::Table)
@@ -499,19 +498,12 @@ impl Engine {
             self.counters.drop_no_ack += 1;
             return Step::Done;
         }
-        let event_room = self.event_room();
         let config = &self.config;
         let tcb = &mut self.conns[index as usize];
         if tcb.state == State::SynReceived {
             // SND.UNA < SEG.ACK =< SND.NXT: the handshake completes.
             if !(seg.ack.diff(tcb.snd_una) > 0 && seg.ack.diff(tcb.snd_max) <= 0) {
                 return Step::ResetReply;
-            }
-            // No room to tell the application: stay half-open and drop the ACK (as Linux does with a full accept
-            // queue); the peer's next segment, or its answer to our SYN-ACK's retransmission, completes it later.
-            if !event_room {
-                self.counters.events_dropped += 1;
-                return Step::Done;
             }
             tcb.transition(State::Established);
             tcb.snd_wnd = u32::from(seg.window) << tcb.snd_shift;
@@ -532,7 +524,13 @@ impl Engine {
                 }
                 None => EventKind::Connected,
             };
-            let _ = self.push_event(index, kind);
+            if !self.push_event(index, kind) {
+                let owed = match kind {
+                    EventKind::Accepted { .. } => Flags::OWED_ACCEPTED,
+                    _ => Flags::OWED_CONNECTED,
+                };
+                self.owe_event(index, owed);
+            }
         }
         let tcb = &mut self.conns[index as usize];
         // RFC 5961 §5.2: acceptable ACKs lie in [SND.UNA - MAX.SND.WND, SND.NXT].

@@ -16,6 +16,7 @@
 mod config;
 mod counters;
 mod event;
+mod events_owed;
 pub mod flow;
 mod input;
 mod net;
@@ -34,7 +35,7 @@ pub use config::{ConfigError, EngineConfig, KeepaliveConfig};
 pub use counters::Counters;
 pub use event::{CloseReason, ConnHandle, Error, Event, EventKind, ListenerHandle};
 pub use flow::FlowKey;
-pub use syn_cookie::{MSS_TABLE as SYN_COOKIE_MSS_TABLE, SynCookieMode};
+pub use syn_cookie::SynCookieMode;
 pub use tcb::State;
 
 use crate::assembler::Assembler;
@@ -136,9 +137,8 @@ pub struct Engine {
     /// When the last cookie went out: in `auto` mode ACKs are checked for cookies only for two counter periods
     /// after it (as Linux does), so that outside a flood no ACK can open a connection without a SYN.
     last_cookie_sent: Option<Instant>,
-    /// Passive connections in SYN-RECEIVED, all listeners together, and the most allowed
-    /// (`half_open_percent` of `max_connections`).
-    half_open: u32,
+    /// The most passive connections in SYN-RECEIVED, all listeners together (`half_open_percent` of
+    /// `max_connections`).
     half_open_limit: u32,
     /// Ephemeral-port cursor per local address (same order as `config.addresses`), so each source address
     /// walks the whole range on its own.
@@ -252,7 +252,6 @@ impl Engine {
             challenge: rate_limit::ChallengeBudget::new(&isn_secret),
             cookies: syn_cookie::SynCookies::new(&isn_secret),
             last_cookie_sent: None,
-            half_open: 0,
             half_open_limit: ((max_conns as u64 * u64::from(config.half_open_percent)) / 100)
                 .clamp(1, u64::from(u32::MAX)) as u32,
             next_port: vec![config.ephemeral_ports.0; config.addresses.len()],
@@ -345,139 +344,6 @@ impl Engine {
             self.events.clear();
         }
         event
-    }
-
-    /// Queues an event for connection `index` (its current generation); a full queue drops it, counted, and
-    /// says so, so that a caller whose event would otherwise never come again can keep it owed.
-    fn push_event(&mut self, index: u32, kind: EventKind) -> bool {
-        if self.events.len() >= self.event_capacity {
-            self.counters.events_dropped += 1;
-            return false;
-        }
-        let generation = self.conns[index as usize].generation;
-        self.events.push_back(Event {
-            conn: ConnHandle { index, generation },
-            kind,
-        });
-        true
-    }
-
-    /// Remembers that connection `index` is owed `owed` (one of the `OWED_*` flags, or none for a `Readable` or
-    /// `Writable` that its state shows), so that no event is lost to a full queue for good.
-    fn owe_event(&mut self, index: u32, owed: Flags) {
-        let tcb = &mut self.conns[index as usize];
-        tcb.flags.insert(owed);
-        if tcb.flags.contains(Flags::EVENT_OWED) {
-            return;
-        }
-        if self.owed.len() < self.owed.capacity() {
-            tcb.flags.insert(Flags::EVENT_OWED);
-            self.owed.push((index, tcb.generation));
-        } else {
-            self.counters.events_lost += 1;
-        }
-    }
-
-    /// A `Closed` event the full queue refused: owed on the connection, or, if the application has released the
-    /// handle (its slot is freed now), kept as a whole event.
-    fn owe_closed(&mut self, index: u32, reason: CloseReason, released: bool) {
-        if !released {
-            self.conns[index as usize].owed_close = reason;
-            self.owe_event(index, Flags::OWED_CLOSED);
-            return;
-        }
-        let event = Event {
-            conn: ConnHandle {
-                index,
-                generation: self.conns[index as usize].generation,
-            },
-            kind: EventKind::Closed { reason },
-        };
-        if self.owed_closed.len() < self.owed_closed.capacity() {
-            self.owed_closed.push(event);
-        } else {
-            self.counters.events_lost += 1;
-        }
-    }
-
-    /// Queues the events owed (see [`Engine::owe_event`]) while there is room; the rest stay owed.
-    #[cold]
-    #[inline(never)]
-    fn raise_owed(&mut self) {
-        let room = self
-            .event_capacity
-            .saturating_sub(self.events.len())
-            .min(self.owed_closed.len());
-        self.events.extend(self.owed_closed.drain(..room));
-        let mut owed = core::mem::take(&mut self.owed);
-        let mut kept = 0;
-        for k in 0..owed.len() {
-            let (index, generation) = owed[k];
-            let tcb = &self.conns[index as usize];
-            if tcb.generation != generation || !tcb.flags.contains(Flags::EVENT_OWED) {
-                continue; // freed, or its handle released: nobody to tell
-            }
-            if tcb.flags.contains(Flags::APP_CLOSED) || !self.event_room() {
-                if !tcb.flags.contains(Flags::APP_CLOSED) {
-                    owed[kept] = owed[k];
-                    kept += 1;
-                }
-                continue;
-            }
-            self.conns[index as usize].flags.remove(Flags::EVENT_OWED);
-            let mut still = false;
-            let flags = self.conns[index as usize].flags;
-            if flags.contains(Flags::OWED_CONNECTED) {
-                if self.push_event(index, EventKind::Connected) {
-                    self.conns[index as usize].flags.remove(Flags::OWED_CONNECTED);
-                } else {
-                    still = true;
-                }
-            }
-            let tcb = &self.conns[index as usize];
-            if !tcb.rx.is_empty() && !tcb.flags.contains(Flags::READABLE_SENT) {
-                if self.push_event(index, EventKind::Readable) {
-                    self.conns[index as usize].flags.insert(Flags::READABLE_SENT);
-                } else {
-                    still = true;
-                }
-            }
-            let tcb = &self.conns[index as usize];
-            if tcb.flags.contains(Flags::WANT_WRITABLE) && tcb.tx.free() > 0 && tcb.state.can_send() {
-                if self.push_event(index, EventKind::Writable) {
-                    self.conns[index as usize].flags.remove(Flags::WANT_WRITABLE);
-                } else {
-                    still = true;
-                }
-            }
-            if self.conns[index as usize].flags.contains(Flags::OWED_PEER_CLOSED) {
-                if self.push_event(index, EventKind::PeerClosed) {
-                    self.conns[index as usize].flags.remove(Flags::OWED_PEER_CLOSED);
-                } else {
-                    still = true;
-                }
-            }
-            if self.conns[index as usize].flags.contains(Flags::OWED_CLOSED) {
-                let reason = self.conns[index as usize].owed_close;
-                if self.push_event(index, EventKind::Closed { reason }) {
-                    self.conns[index as usize].flags.remove(Flags::OWED_CLOSED);
-                } else {
-                    still = true;
-                }
-            }
-            if still {
-                self.conns[index as usize].flags.insert(Flags::EVENT_OWED);
-                owed[kept] = owed[k];
-                kept += 1;
-            }
-        }
-        owed.truncate(kept);
-        self.owed = owed;
-    }
-
-    /// Whether the event queue has room for one more.
-    fn event_room(&self) -> bool {
-        self.events.len() < self.event_capacity
     }
 
     // ----- application calls -------------------------------------------------------------------------------
@@ -818,13 +684,16 @@ impl Engine {
         self.free_conns.push(index);
     }
 
-    /// A passive connection leaves SYN-RECEIVED (established, or gone): its listener's backlog share and the
-    /// engine's half-open count go down.
+    /// A passive connection leaves SYN-RECEIVED (established, or gone): its listener's backlog share goes down.
     fn release_half_open(&mut self, listener: u32) {
         if let Some(l) = self.listeners.get_mut(listener as usize) {
             l.half_open = l.half_open.saturating_sub(1);
         }
-        self.half_open = self.half_open.saturating_sub(1);
+    }
+
+    /// Passive connections in SYN-RECEIVED, all listeners together (a handful of listeners: summed on demand).
+    fn half_open(&self) -> u32 {
+        self.listeners.iter().map(|l| l.half_open).sum()
     }
 
     /// Ends the protocol side of a connection with `reason`, telling the application; the slot is freed now if
@@ -840,7 +709,7 @@ impl Engine {
     fn end_conn(&mut self, index: u32, reason: CloseReason) {
         self.clear_await_arp(index);
         let tcb = &mut self.conns[index as usize];
-        let was_passive_half_open = tcb.state == State::SynReceived && tcb.flags.contains(Flags::PASSIVE);
+        let was_passive_half_open = tcb.is_passive_half_open();
         match reason {
             CloseReason::Normal => self.counters.closed_normal += 1,
             CloseReason::Reset | CloseReason::Refused | CloseReason::DataAfterClose => self.counters.closed_reset += 1,

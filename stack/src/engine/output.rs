@@ -506,6 +506,10 @@ impl Engine {
                 }
             }
         }
+        // Under half-open pressure (half the share taken) a SYN-ACK goes out at most twice: a flood's spoofed
+        // entries leave after one RTO backoff instead of six (Linux prunes its queue likewise).
+        let pressure = self.conns[index as usize].is_passive_half_open()
+            && self.half_open().saturating_mul(2) >= self.half_open_limit;
         let tcb = &mut self.conns[index as usize];
         if due(tcb.linger_at) && tcb.state == State::FinWait2 {
             self.counters.fin_wait2_timeouts += 1;
@@ -514,10 +518,7 @@ impl Engine {
         if outcome.is_none() && due(tcb.rto_at) {
             tcb.rto_at = Deadline::NONE;
             self.counters.rto_fired += 1;
-            let passive_half_open = passive_half_open(tcb);
-            // Under half-open pressure (half the share taken) a SYN-ACK goes out at most twice: a flood's
-            // spoofed entries leave after one RTO backoff instead of six (Linux prunes its queue likewise).
-            let pressure = passive_half_open && self.half_open.saturating_mul(2) >= self.half_open_limit;
+            let passive_half_open = tcb.is_passive_half_open();
             let limit = if tcb.state.is_synchronized() {
                 config.data_retries
             } else if pressure {
@@ -600,7 +601,7 @@ impl Engine {
         match outcome {
             // A passive half-open connection that never completed goes silently, as Linux's request socks do:
             // under a SYN flood its peer is most likely spoofed, and a RST would only add to the flood.
-            Some(reason) if passive_half_open(&self.conns[index as usize]) => self.finish_conn(index, reason),
+            Some(reason) if self.conns[index as usize].is_passive_half_open() => self.finish_conn(index, reason),
             Some(reason @ (CloseReason::TimedOut | CloseReason::KeepaliveTimeout))
                 if self.conns[index as usize].state != State::FinWait2 =>
             {
@@ -621,11 +622,6 @@ fn sack_option_len(tcb: &Tcb) -> usize {
     }
     let fitting = if tcb.ts.is_some() { 3 } else { SackBlocks::CAPACITY };
     4 + 8 * tcb.ooo.len().min(fitting)
-}
-
-/// A connection from a SYN we received, not yet established.
-fn passive_half_open(tcb: &Tcb) -> bool {
-    tcb.state == State::SynReceived && tcb.flags.contains(Flags::PASSIVE)
 }
 
 /// A pure ACK if one is owed. Its sequence number is SND.MAX, not SND.NXT: after a timeout rewound SND.NXT to

@@ -140,6 +140,8 @@ impl Flags {
     pub const EVENT_OWED: Flags = Flags(1 << 15);
     /// `Connected` is owed.
     pub const OWED_CONNECTED: Flags = Flags(1 << 16);
+    /// `Accepted` is owed (its listener is found again by the connection's local port).
+    pub const OWED_ACCEPTED: Flags = Flags(1 << 19);
     /// `PeerClosed` is owed.
     pub const OWED_PEER_CLOSED: Flags = Flags(1 << 17);
     /// `Closed { reason: owed_close }` is owed.
@@ -330,6 +332,11 @@ impl Tcb {
             Some(fin) if self.snd_una.diff(fin) > 0 => fin,
             _ => start + self.tx.len() as u32,
         }
+    }
+
+    /// A connection from a SYN we received, not yet established.
+    pub(crate) fn is_passive_half_open(&self) -> bool {
+        self.state == State::SynReceived && self.flags.contains(Flags::PASSIVE)
     }
 
     /// The receive window we can offer now, in bytes.
