@@ -854,6 +854,10 @@ fn established_challenge_ack_count_does_not_reveal_other_connection() {
         with.iter().all(|&n| n <= 3),
         "per-connection limit: at most one per 500 ms: {with:?}"
     );
+    assert!(
+        with.iter().all(|&n| n >= 1),
+        "the attacker's own probes must be answered: {with:?}"
+    );
 }
 
 /// RFC 5961 §3.2: a RST exactly at RCV.NXT resets the connection.
