@@ -5,7 +5,7 @@
 
 use std::hint::black_box;
 
-use core::net::Ipv4Addr;
+use core::net::{Ipv4Addr, SocketAddrV4};
 use core::time::Duration;
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 
@@ -17,9 +17,8 @@ use synack::time::Instant;
 use synack::timer::{TimerConfig, TimerId, TimerWheel};
 use synack::wire::Port;
 use synack::wire::checksum;
-use synack::wire::ethernet::{EtherType, EthernetRepr, Frame, MacAddr};
-use synack::wire::tcp::{self, TcpFlags, TcpRepr, TcpTimestamps};
-use synack::wire::{IpProtocol, SeqNum, ipv4};
+use synack::wire::ethernet::MacAddr;
+use synack_bench::flood::{FloodConfig, FrameBuilder, Mac};
 
 /// Flows held in the table for the lookup benches.
 const FLOWS: u32 = 65_536;
@@ -211,48 +210,31 @@ impl TxSink for LastFrame {
     }
 }
 
-/// A SYN as Linux sends it (MSS, SACK-permitted, timestamps, window scale), from a spoofed source.
-fn syn_frame(i: u32) -> Vec<u8> {
-    let src = Ipv4Addr::new(198, 19, (i >> 8) as u8, i as u8);
-    let dst = Ipv4Addr::new(198, 18, 0, 2);
-    let seg = TcpRepr {
-        src_port: Port(1024 + (i % 60_000) as u16),
-        dst_port: Port(80),
-        seq: SeqNum(i.wrapping_mul(2_654_435_761)),
-        flags: TcpFlags::SYN,
-        window: 64_240,
-        mss: Some(1460),
-        window_scale: Some(7),
-        sack_permitted: true,
-        timestamps: Some(TcpTimestamps { tsval: i, tsecr: 0 }),
-        ..TcpRepr::default()
+/// 4,096 SYNs as the flood generator sends them (Linux's options, random spoofed sources in 198.19.0.0/16), to
+/// port 80 of the engine's address and MAC.
+fn syn_frames() -> Vec<Vec<u8>> {
+    let cfg = FloodConfig {
+        target: SocketAddrV4::new(Ipv4Addr::new(198, 18, 0, 2), 80),
+        target_mac: Some(Mac(SERVER_MAC.0)),
+        ..FloodConfig::default()
     };
-    let tcp_len = seg.buffer_len();
-    let mut frame = vec![0u8; 34 + tcp_len];
-    let eth = EthernetRepr {
-        src_addr: MacAddr([2, 0, 0, 0, 0, 1]),
-        dst_addr: MacAddr([2, 0, 0, 0, 0, 2]),
-        ethertype: EtherType::Ipv4,
-    };
-    eth.emit(&mut Frame::new_unchecked(&mut frame[..14])).expect("room");
-    let ip = ipv4::Ipv4Repr {
-        src_addr: src,
-        dst_addr: dst,
-        next_header: IpProtocol::Tcp,
-        payload_len: tcp_len,
-        ttl: 64,
-        dont_frag: true,
-        ident: 1,
-        tos: 0,
-    };
-    ip.emit(&mut ipv4::Packet::new_unchecked(&mut frame[14..]))
-        .expect("room");
-    seg.emit(&mut tcp::Packet::new_unchecked(&mut frame[34..]), src, dst);
-    frame
+    let mut builder = FrameBuilder::new(&cfg, [2, 0, 0, 0, 0, 1], 1).expect("a valid flood configuration");
+    (0..4096)
+        .map(|_| {
+            let mut frame = vec![0u8; builder.frame_len()];
+            builder.write(&mut frame);
+            frame
+        })
+        .collect()
 }
 
+/// The engine's MAC in the flood benches.
+const SERVER_MAC: MacAddr = MacAddr([2, 0, 0, 0, 0, 2]);
+
 fn syn_flood(c: &mut Criterion) {
-    let frames: Vec<Vec<u8>> = (0..4096).map(syn_frame).collect();
+    let mut frames = syn_frames();
+    // One SYN takes the backlog's one slot; the rest meet it full.
+    let first = frames.pop().expect("frames");
     let mut group = c.benchmark_group("syn_flood");
     group.throughput(Throughput::Elements(1));
     for (name, mode) in [
@@ -260,7 +242,7 @@ fn syn_flood(c: &mut Criterion) {
         ("syn_dropped_backlog_full", SynCookieMode::Never),
     ] {
         let config = EngineConfig {
-            mac: MacAddr([2, 0, 0, 0, 0, 2]),
+            mac: SERVER_MAC,
             addresses: vec![Ipv4Addr::new(198, 18, 0, 2)],
             syn_cookies: mode,
             ..EngineConfig::default()
@@ -274,7 +256,7 @@ fn syn_flood(c: &mut Criterion) {
             sent: 0,
             frame: [0; 2048],
         };
-        engine.handle_frame(start, &syn_frame(u32::MAX), &mut sink);
+        engine.handle_frame(start, &first, &mut sink);
         let mut k = 0usize;
         group.bench_function(name, |b| {
             b.iter(|| {
