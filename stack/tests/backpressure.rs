@@ -5,7 +5,7 @@
 use core::net::{Ipv4Addr, SocketAddrV4};
 use core::time::Duration;
 
-use synack::engine::{ConfigError, Engine, EngineConfig, EventKind};
+use synack::engine::{ConfigError, ConnHandle, Engine, EngineConfig, EventKind};
 use synack::io::{TxRefused, TxSink};
 use synack::isn::Secret;
 use synack::time::Instant;
@@ -120,6 +120,17 @@ impl Pair {
         }
     }
 
+    /// A client connection to the server's port, from an ephemeral port.
+    fn connect(&mut self) -> ConnHandle {
+        self.client
+            .connect(
+                self.now,
+                SocketAddrV4::new(CLIENT_IP, 0),
+                SocketAddrV4::new(SERVER_IP, PORT),
+            )
+            .expect("room for a connection")
+    }
+
     /// One round: each engine's timers, transmit, then the other side receives what went out.
     fn step(&mut self) {
         self.client.handle_timeouts(self.now);
@@ -142,11 +153,8 @@ impl Pair {
 #[test]
 fn syn_sent_sink_always_full_stops_each_pass_then_sends_when_it_frees() {
     let mut p = Pair::new(Policy::Always, Policy::Never);
-    let local = SocketAddrV4::new(CLIENT_IP, 0);
     for _ in 0..8 {
-        p.client
-            .connect(p.now, local, SocketAddrV4::new(SERVER_IP, PORT))
-            .unwrap();
+        p.connect();
     }
     for call in 1..=1000u64 {
         p.client.poll_transmit(p.now, &mut p.client_sink);
@@ -164,14 +172,7 @@ fn syn_sent_sink_always_full_stops_each_pass_then_sends_when_it_frees() {
 #[test]
 fn established_frame_too_long_is_counted_and_not_spun_on() {
     let mut p = Pair::new(Policy::LongerThan(200), Policy::Never);
-    let conn = p
-        .client
-        .connect(
-            p.now,
-            SocketAddrV4::new(CLIENT_IP, 0),
-            SocketAddrV4::new(SERVER_IP, PORT),
-        )
-        .unwrap();
+    let conn = p.connect();
     for _ in 0..10 {
         p.step();
     }
@@ -201,6 +202,16 @@ fn config_frame_smaller_than_largest_segment_is_refused() {
     );
 }
 
+/// Reads everything `conn` has buffered into `got`.
+fn read_into(engine: &mut Engine, conn: ConnHandle, buf: &mut [u8], got: &mut Vec<u8>) {
+    while let Ok(k) = engine.recv(conn, buf) {
+        if k == 0 {
+            break;
+        }
+        got.extend_from_slice(&buf[..k]);
+    }
+}
+
 /// Runs `n` request/response exchanges of `size` bytes each way through sinks with the given policies and checks
 /// every byte; returns the refusals seen on each side.
 fn exchange(client: Policy, server: Policy, n: usize, size: usize) -> (u64, u64) {
@@ -208,17 +219,10 @@ fn exchange(client: Policy, server: Policy, n: usize, size: usize) -> (u64, u64)
     let request: Vec<u8> = (0..size).map(|i| (i * 7 + 3) as u8).collect();
     let mut conns = Vec::new();
     for _ in 0..n {
-        let c = p
-            .client
-            .connect(
-                p.now,
-                SocketAddrV4::new(CLIENT_IP, 0),
-                SocketAddrV4::new(SERVER_IP, PORT),
-            )
-            .unwrap();
+        let c = p.connect();
         conns.push((c, 0usize, Vec::new(), false));
     }
-    let mut server_conns: Vec<(synack::engine::ConnHandle, Vec<u8>, usize)> = Vec::new();
+    let mut server_conns: Vec<(ConnHandle, Vec<u8>, usize)> = Vec::new();
     let mut done = 0;
     let mut buf = vec![0u8; 4096];
     for _ in 0..200_000 {
@@ -230,12 +234,7 @@ fn exchange(client: Policy, server: Policy, n: usize, size: usize) -> (u64, u64)
         }
         // Server: read the request, echo it back, close once all of it went.
         for (conn, got, sent) in &mut server_conns {
-            while let Ok(k) = p.server.recv(*conn, &mut buf) {
-                if k == 0 {
-                    break;
-                }
-                got.extend_from_slice(&buf[..k]);
-            }
+            read_into(&mut p.server, *conn, &mut buf, got);
             if got.len() == size && *sent < size {
                 *sent += p.server.send(*conn, &got[*sent..]).unwrap_or(0);
                 if *sent == size {
@@ -255,12 +254,7 @@ fn exchange(client: Policy, server: Policy, n: usize, size: usize) -> (u64, u64)
             if *sent < size {
                 *sent += p.client.send(*conn, &request[*sent..]).unwrap_or(0);
             }
-            while let Ok(k) = p.client.recv(*conn, &mut buf) {
-                if k == 0 {
-                    break;
-                }
-                got.extend_from_slice(&buf[..k]);
-            }
+            read_into(&mut p.client, *conn, &mut buf, got);
             if got.len() == size {
                 assert_eq!(got, &request, "bytes changed on the way");
                 p.client.close(*conn).unwrap();
