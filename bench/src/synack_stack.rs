@@ -113,7 +113,7 @@ fn afxdp_config(interface: &str, mode: synack_driver::XdpMode, s: &EngineSetting
 /// The engine's counters that count drops of any kind.
 pub fn drops(c: &Counters) -> u64 {
     c.iter()
-        .filter(|(k, _)| k.starts_with("drop_") || *k == "tx_sink_full" || *k == "events_dropped")
+        .filter(|(k, _)| k.starts_with("drop_") || *k == "tx_sink_full" || *k == "events_lost")
         .map(|(_, v)| v)
         .sum()
 }

@@ -25,7 +25,8 @@ pub struct EngineConfig {
     pub buffer_size: usize,
     /// Buffers in the pool shared by all connections (each connection takes them lazily, when it has data).
     pub buffer_count: usize,
-    /// Most queued application events before the oldest kinds are coalesced; sized from `max_connections` if 0.
+    /// Most queued application events; beyond, a connection's events are owed and queued once the application
+    /// has drained the queue (none is lost). Sized from `max_connections` if 0.
     pub event_capacity: usize,
     /// Maximum segment size this host can receive (advertised in SYNs): 1460 for a 1500-byte MTU.
     pub mss: u16,

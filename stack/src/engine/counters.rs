@@ -176,8 +176,9 @@ counters! {
     fin_wait2_timeouts,
     /// Half-open connections given up after SYN-ACK retries.
     syn_received_timeouts,
-    /// Events the full event queue could not take at once (they stay owed and are raised once it drains).
-    events_dropped,
+    /// Events the event queue could not take at once (full, or the connection owes earlier ones): owed, and
+    /// queued once the application has drained it.
+    events_deferred,
     /// Events lost for good: the list of connections owed events was full (cannot happen: it has room for two
     /// per connection slot).
     events_lost,

@@ -26,7 +26,7 @@ impl Engine {
     pub(super) fn push_event(&mut self, index: u32, kind: EventKind) -> bool {
         let tcb = &self.conns[index as usize];
         if self.events.len() >= self.event_capacity || tcb.flags.contains(Flags::EVENT_OWED) {
-            self.counters.events_dropped += 1;
+            self.counters.events_deferred += 1;
             return false;
         }
         let generation = tcb.generation;

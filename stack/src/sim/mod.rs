@@ -644,9 +644,9 @@ pub enum SimError {
         /// The MTU.
         mtu: usize,
     },
-    /// An engine dropped events because its queue was full.
-    #[error("events dropped: client {client}, server {server}")]
-    EventsDropped {
+    /// An engine could not queue events at once (deferred, or lost for good).
+    #[error("events deferred or lost: client {client}, server {server}")]
+    EventsLost {
         /// The client's count.
         client: u64,
         /// The server's count.
@@ -1046,10 +1046,11 @@ impl<'a> Sim<'a> {
             });
         }
         let (client, server) = (&report.client, &report.server);
-        if client.events_dropped + server.events_dropped > 0 {
-            return Err(SimError::EventsDropped {
-                client: client.events_dropped,
-                server: server.events_dropped,
+        // The applications drain every step: an event deferred (the queue full), let alone lost, is a failure.
+        if client.events_lost + server.events_lost + client.events_deferred + server.events_deferred > 0 {
+            return Err(SimError::EventsLost {
+                client: client.events_lost + client.events_deferred,
+                server: server.events_lost + server.events_deferred,
             });
         }
         if report.corrupt_dropped != report.link.corrupted_delivered {
