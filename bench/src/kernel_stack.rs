@@ -11,8 +11,6 @@ use std::collections::BTreeMap;
 use std::io::{self, Read, Write};
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::os::fd::FromRawFd;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use mio::net::{TcpListener, TcpStream};
@@ -21,7 +19,7 @@ use mio::{Events, Interest, Poll, Token};
 use crate::config::{CloseFirst, LoadMode, LoadgenConfig, ResponderConfig, StackKind};
 use crate::proto::{RequestCounter, ResponseCounter, request_bytes, response_bytes};
 use crate::report::{Latencies, LiveLine, PerSecond, Report, Totals, count_failure};
-use crate::synack_stack::{Control, RunError};
+use crate::synack_stack::{Control, DRAIN, RunError, announce_stop, is_set};
 
 /// What the kernel responder's lifecycle latency measures.
 pub const KERNEL_RESPONDER_LIFECYCLE: &str = "accept to the server's close (the kernel finishes the FIN exchange)";
@@ -84,10 +82,6 @@ fn pin(core: Option<usize>) {
             core_affinity::set_for_current(*id);
         }
     }
-}
-
-fn stopped(stop: &Option<Arc<AtomicBool>>) -> bool {
-    stop.as_ref().is_some_and(|s| s.load(Ordering::Acquire))
 }
 
 /// A slab of connections keyed by mio tokens.
@@ -212,22 +206,17 @@ pub fn run_responder(cfg: &ResponderConfig, control: Control) -> Result<Report, 
     let mut last_done = start;
     let limit = (cfg.duration_secs > 0.0).then(|| Duration::from_secs_f64(cfg.duration_secs));
     let mut draining_since: Option<Instant> = None;
-    while !stopped(&control.stop) && limit.is_none_or(|l| start.elapsed() < l) {
-        if draining_since.is_none() && stopped(&control.drain) {
+    while !is_set(&control.stop) && limit.is_none_or(|l| start.elapsed() < l) {
+        if draining_since.is_none() && is_set(&control.drain) {
             // Stopping gracefully: close the listening sockets (new connections are refused), let the open ones
             // finish for a bounded time.
             for mut l in listeners.drain(..) {
                 let _ = poll.registry().deregister(&mut l);
             }
             draining_since = Some(Instant::now());
-            eprintln!(
-                "responder: stopping: no new connections; {} open get up to {} s to finish (a second signal exits \
-                 at once)",
-                totals.open,
-                crate::synack_stack::DRAIN.as_secs()
-            );
+            announce_stop("responder", totals.open, DRAIN);
         }
-        if draining_since.is_some_and(|at| totals.open == 0 || at.elapsed() >= crate::synack_stack::DRAIN) {
+        if draining_since.is_some_and(|at| totals.open == 0 || at.elapsed() >= DRAIN) {
             break;
         }
         if let Err(e) = poll.poll(&mut events, Some(Duration::from_millis(20))) {
@@ -524,7 +513,7 @@ pub fn run_loadgen(cfg: &LoadgenConfig, control: Control) -> Result<Report, RunE
     let hard_limit = Duration::from_secs_f64(cfg.duration_secs + cfg.drain_secs + 5.0);
     loop {
         let now = Instant::now();
-        if stopped(&control.stop) || (cfg.duration_secs > 0.0 && now - start >= hard_limit) {
+        if is_set(&control.stop) || (cfg.duration_secs > 0.0 && now - start >= hard_limit) {
             break;
         }
         if stopped_at.is_none()
@@ -533,12 +522,8 @@ pub fn run_loadgen(cfg: &LoadgenConfig, control: Control) -> Result<Report, RunE
         {
             stopped_at = Some(now);
         }
-        if stopped_at.is_none() && stopped(&control.drain) {
-            eprintln!(
-                "loadgen: stopping: no new connections; {} open get up to {} s to finish (a second signal exits at \
-                 once)",
-                totals.open, cfg.drain_secs
-            );
+        if stopped_at.is_none() && is_set(&control.drain) {
+            announce_stop("loadgen", totals.open, Duration::from_secs_f64(cfg.drain_secs));
             stopped_at = Some(now);
         }
         match stopped_at {

@@ -241,6 +241,15 @@ pub(crate) fn is_set(flag: &Option<Arc<AtomicBool>>) -> bool {
     flag.as_ref().is_some_and(|f| f.load(Ordering::Acquire))
 }
 
+/// Tells the user a graceful stop began (both stacks' programs say it alike).
+pub(crate) fn announce_stop(program: &str, open: u64, drain: Duration) {
+    eprintln!(
+        "{program}: stopping: no new connections; {open} open get up to {:.1} s to finish (a second signal exits \
+         at once)",
+        drain.as_secs_f64()
+    );
+}
+
 fn since(now: Instant, then: Instant) -> Duration {
     now.saturating_since(then)
 }
@@ -392,12 +401,7 @@ impl App for Responder {
         self.last_tick = now;
         if self.draining_since.is_none() && is_set(&self.drain) {
             self.draining_since = Some(now);
-            eprintln!(
-                "responder: stopping: no new connections; {} open get up to {} s to finish (a second signal exits \
-                 at once)",
-                self.totals.open,
-                DRAIN.as_secs()
-            );
+            announce_stop("responder", self.totals.open, DRAIN);
         }
         if self.live.due() {
             let c = engine.counters();
@@ -674,10 +678,10 @@ impl App for Loadgen {
             self.last_done = now;
         }
         if self.stopped_at.is_none() && is_set(&self.drain) {
-            eprintln!(
-                "loadgen: stopping: no new connections; {} open get up to {} s to finish (a second signal exits at \
-                 once)",
-                self.totals.open, self.cfg.drain_secs
+            announce_stop(
+                "loadgen",
+                self.totals.open,
+                Duration::from_secs_f64(self.cfg.drain_secs),
             );
             self.stopped_at = Some(now);
         }
