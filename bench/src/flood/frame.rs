@@ -13,7 +13,7 @@ use synack::wire::tcp_writer::{L2_L3_LEN, Route, SegmentHeader, SegmentOptions, 
 use synack::wire::{Port, SeqNum};
 
 use super::cidr::Cidr;
-use super::rng::Rng;
+use super::rng::{Rng, next_u32};
 use super::settings::{FloodConfig, FloodKind, SourceOrder, SynOption};
 use crate::config::{ConfigError, bad};
 
@@ -124,21 +124,21 @@ impl FrameBuilder {
     /// left partly written, never a panic: see [`write_frame`]).
     pub fn write(&mut self, frame: &mut [u8]) {
         let (src_addr, src_port) = self.next_source();
-        let seq = SeqNum(self.rng.next_u32());
+        let seq = SeqNum(next_u32(&mut self.rng));
         let ack = SeqNum(if self.kind == FloodKind::Ack {
-            self.rng.next_u32()
+            next_u32(&mut self.rng)
         } else {
             0
         });
         let ts = TcpTimestamps {
-            tsval: self.rng.next_u32(),
+            tsval: next_u32(&mut self.rng),
             tsecr: if self.kind == FloodKind::Ack {
-                self.rng.next_u32()
+                next_u32(&mut self.rng)
             } else {
                 0
             },
         };
-        let ident = self.rng.next_u32() as u16;
+        let ident = next_u32(&mut self.rng) as u16;
         let options = self.options(ts);
         let header = self.header(Port(src_port), seq, ack, &options);
         let route = Route {
