@@ -814,6 +814,30 @@ fn run_flood(world: &mut World, apps: &mut Apps, flood: &mut SynFlood, mut invar
     panic!("flood did not end");
 }
 
+/// Runs `flood` for `warm_up` steps, then starts `legitimate` connections in its midst and floods on to its end;
+/// returns the most connections the server held meanwhile.
+fn flood_with_legitimate(
+    world: &mut World,
+    apps: &mut Apps,
+    flood: &mut SynFlood,
+    warm_up: usize,
+    legitimate: usize,
+) -> usize {
+    let mut peak = 0;
+    for _ in 0..warm_up {
+        world.step(STEP, Some(flood));
+        apps.handle(world);
+        peak = peak.max(world.server.engine.connection_count());
+    }
+    for _ in 0..legitimate {
+        apps.connect(world, false).expect("client table has room");
+    }
+    run_flood(world, apps, flood, |w| {
+        peak = peak.max(w.server.engine.connection_count());
+    });
+    peak
+}
+
 /// Half-open connections must die fast for a flood test to end in virtual seconds rather than minutes: with the
 /// default 1 s initial RTO and 6 SYN-ACK retries a half-open entry lives ~127 s (RFC 6298 §5.5 backoff). One
 /// retry from 200 ms gives it 600 ms; the mechanism (retries exhausted, slot freed) is the same.
@@ -864,18 +888,7 @@ fn listen_syn_flood_past_table_full_counts_drops_and_recovers() {
     assert!(all_connected, "24 connections before the flood");
 
     let mut flood = SynFlood::new(1, 5_000, world.now, Duration::from_millis(200));
-    let mut peak = 0;
-    for _ in 0..100 {
-        world.step(STEP, Some(&mut flood));
-        apps.handle(&mut world);
-        peak = peak.max(world.server.engine.connection_count());
-    }
-    for _ in 0..16 {
-        apps.connect(&mut world, false).expect("client table has room");
-    }
-    run_flood(&mut world, &mut apps, &mut flood, |w| {
-        peak = peak.max(w.server.engine.connection_count());
-    });
+    let peak = flood_with_legitimate(&mut world, &mut apps, &mut flood, 100, 16);
     let during = *world.server.engine.counters();
     eprintln!(
         "table full: peak {peak} connections, server during the flood: {}",
@@ -921,18 +934,7 @@ fn listen_syn_flood_past_backlog_counts_drops_and_recovers() {
     let mut world = World::new(client_config(), quick_half_open(server_config()), 8, LATENCY);
     let mut apps = Apps::new(64, 64);
     let mut flood = SynFlood::new(2, 2_000, world.now, Duration::from_millis(100));
-    let mut peak = 0;
-    for _ in 0..50 {
-        world.step(STEP, Some(&mut flood));
-        apps.handle(&mut world);
-        peak = peak.max(world.server.engine.connection_count());
-    }
-    for _ in 0..4 {
-        apps.connect(&mut world, false).expect("client table has room");
-    }
-    run_flood(&mut world, &mut apps, &mut flood, |w| {
-        peak = peak.max(w.server.engine.connection_count());
-    });
+    let peak = flood_with_legitimate(&mut world, &mut apps, &mut flood, 50, 4);
     let during = *world.server.engine.counters();
     eprintln!("backlog: peak {peak} connections; server: {}", nonzero(&during));
     assert!(
